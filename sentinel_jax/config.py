@@ -23,19 +23,27 @@ from typing import Any
 import yaml
 
 from sentinel_jax.atomic import write_text_atomic
+from sentinel_jax.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file or override names an unknown key or a bad value."""
 
 
-def _field(default: Any, *, low: float | None = None, high: float | None = None,
-           choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
+def _field(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    doc: str = "",
+) -> Any:
     """A dataclass field with an allowed range or set of choices."""
     metadata = {"low": low, "high": high, "choices": choices, "doc": doc}
     if isinstance(default, list | dict):
         return dataclasses.field(
-            default_factory=lambda: type(default)(default), metadata=metadata)
+            default_factory=lambda: type(default)(default), metadata=metadata
+        )
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -54,9 +62,11 @@ class DataConfig:
     val_fraction: float = _field(0.15, low=0.0, high=0.5)
     test_fraction: float = _field(0.15, low=0.0, high=0.5)
     attack_intensity: float = _field(
-        0.5, low=0.0, high=1.0, doc="share of an attack window made of attack events")
+        0.5, low=0.0, high=1.0, doc="share of an attack window made of attack events"
+    )
     mimicry: float = _field(
-        0.3, low=0.0, high=1.0, doc="share of attacks using only common calls")
+        0.3, low=0.0, high=1.0, doc="share of attacks using only common calls"
+    )
     noise: float = _field(0.05, low=0.0, high=1.0, doc="background noise level")
     seed: int = _field(0, low=0)
 
@@ -72,7 +82,9 @@ class ModelConfig:
     num_timesteps: int = _field(10, low=1, high=1000)
     refractory: int = _field(0, low=0, high=100)
     reset: str = _field("subtract", choices=("subtract", "zero"))
-    surrogate: str = _field("fast_sigmoid", choices=("fast_sigmoid", "arctan", "triangle"))
+    surrogate: str = _field(
+        "fast_sigmoid", choices=("fast_sigmoid", "arctan", "triangle")
+    )
     surrogate_slope: float = _field(10.0, low=1e-3, high=1000.0)
     kan_hidden: list[int] = _field([64, 32])
     spline_order: int = _field(3, low=1, high=8)
@@ -93,7 +105,9 @@ class TrainingConfig:
     weight_decay: float = _field(1e-4, low=0.0, high=1.0)
     warmup_epochs: int = _field(10, low=0, high=100_000)
     early_stopping_patience: int = _field(15, low=0, high=100_000)
-    early_stopping_metric: str = _field("val_roc_auc", choices=("val_roc_auc", "val_loss"))
+    early_stopping_metric: str = _field(
+        "val_roc_auc", choices=("val_roc_auc", "val_loss")
+    )
     clip_norm: float = _field(1.0, low=1e-6, high=1e6)
     class_weights: list[float] = _field([1.0, 1.0])
     distill_weight: float = _field(0.1, low=0.0, high=100.0)
@@ -146,14 +160,17 @@ class Config:
         if self.data.name_channels >= self.data.feature_dim:
             raise ConfigError(
                 f"data.name_channels ({self.data.name_channels}) must be below "
-                f"data.feature_dim ({self.data.feature_dim}): the rest are tag channels")
+                f"data.feature_dim ({self.data.feature_dim}): the rest are tag channels"
+            )
         if self.data.val_fraction + self.data.test_fraction >= 1.0:
             raise ConfigError(
-                "data.val_fraction + data.test_fraction must be below 1.0")
+                "data.val_fraction + data.test_fraction must be below 1.0"
+            )
         low, high = self.model.grid_range
         if not low < high:
             raise ConfigError(
-                f"model.grid_range must be [low, high] with low < high, got {low, high}")
+                f"model.grid_range must be [low, high] with low < high, got {low, high}"
+            )
         if len(self.training.class_weights) != 2:
             raise ConfigError("training.class_weights must hold two numbers")
 
@@ -164,8 +181,11 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {
-    "data": DataConfig, "model": ModelConfig, "training": TrainingConfig,
-    "symbolic": SymbolicConfig, "monitor": MonitorConfig,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "symbolic": SymbolicConfig,
+    "monitor": MonitorConfig,
 }
 
 
@@ -182,7 +202,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list | tuple):
             raise ConfigError(
-                f"{key}: expected a list of {_type_name(item_type)}, got {value!r}")
+                f"{key}: expected a list of {_type_name(item_type)}, got {value!r}"
+            )
         return [_coerce(f"{key}[{i}]", item, item_type) for i, item in enumerate(value)]
     if origin in (types.UnionType, typing.Union):
         raise ConfigError(f"{key}: union types are not supported in configs")
@@ -212,7 +233,8 @@ def _check_range(key: str, value: Any, metadata: Mapping[str, Any]) -> None:
     for item in values:
         if choices is not None and item not in choices:
             raise ConfigError(
-                f"{key}: expected one of {', '.join(map(str, choices))}, got {item!r}")
+                f"{key}: expected one of {', '.join(map(str, choices))}, got {item!r}"
+            )
         if low is not None and item < low:
             raise ConfigError(f"{key}: expected a value >= {low}, got {item!r}")
         if high is not None and item > high:
@@ -229,7 +251,8 @@ def _build_section(name: str, section_type: type, values: Mapping[str, Any]) -> 
         if key not in fields:
             raise ConfigError(
                 f"unknown key {name}.{key}; known keys in {name}: "
-                f"{', '.join(sorted(fields))}")
+                f"{', '.join(sorted(fields))}"
+            )
         coerced = _coerce(f"{name}.{key}", value, hints[key])
         _check_range(f"{name}.{key}", coerced, fields[key].metadata)
         kwargs[key] = coerced
@@ -246,12 +269,15 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(
+            f"config: expected a mapping of sections, got {type(raw).__name__}"
+        )
     unknown = set(raw) - set(SECTIONS) - {"name"}
     if unknown:
         raise ConfigError(
             f"unknown config section {sorted(unknown)[0]!r}; known sections: "
-            f"{', '.join(SECTIONS)}")
+            f"{', '.join(SECTIONS)}"
+        )
     sections = {
         name: _build_section(name, section_type, raw.get(name, {}) or {})
         for name, section_type in SECTIONS.items()
@@ -279,7 +305,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+        raise ConfigError(
+            f"{path}: cannot read config file ({error.strerror})"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -292,14 +320,21 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 def _find_section(key: str) -> str:
     """The unique section holding ``key``, for flat reference-style names."""
-    owners = [name for name, section_type in SECTIONS.items()
-              if key in {field.name for field in dataclasses.fields(section_type)}]
+    owners = [
+        name
+        for name, section_type in SECTIONS.items()
+        if key in {field.name for field in dataclasses.fields(section_type)}
+    ]
     if len(owners) == 1:
         return owners[0]
     if not owners:
-        raise ConfigError(f"unknown key {key!r}: expected section.key, e.g. training.epochs")
-    raise ConfigError(f"ambiguous key {key!r}: write one of "
-                      f"{', '.join(f'{owner}.{key}' for owner in owners)}")
+        raise ConfigError(
+            f"unknown key {key!r}: expected section.key, e.g. training.epochs"
+        )
+    raise ConfigError(
+        f"ambiguous key {key!r}: write one of "
+        f"{', '.join(f'{owner}.{key}' for owner in owners)}"
+    )
 
 
 def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
@@ -327,7 +362,8 @@ def apply_overrides(config: Config, overrides: Iterable[str]) -> Config:
         if section not in SECTIONS:
             raise ConfigError(
                 f"override {override!r}: unknown section {section!r}; known "
-                f"sections: {', '.join(SECTIONS)}")
+                f"sections: {', '.join(SECTIONS)}"
+            )
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:

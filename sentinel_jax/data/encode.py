@@ -51,8 +51,13 @@ class Windows:
         return int(self.ids.shape[0])
 
 
-def histogram(ids: np.ndarray, tags: np.ndarray, lengths: np.ndarray,
-              name_channels: int, channels: int) -> np.ndarray:
+def histogram(
+    ids: np.ndarray,
+    tags: np.ndarray,
+    lengths: np.ndarray,
+    name_channels: int,
+    channels: int,
+) -> np.ndarray:
     """Channel frequencies of windows.
 
     Args:
@@ -80,15 +85,21 @@ def histogram(ids: np.ndarray, tags: np.ndarray, lengths: np.ndarray,
         hist[begin:end, :name_channels] = counts
         if tag_channels:
             tag_bits = (tags[begin:end, :, None] >> bits) & 1  # [chunk, time, tag]
-            hist[begin:end, name_channels:name_channels + tag_channels] = (
-                tag_bits.sum(axis=1, dtype=np.float32))
+            hist[begin:end, name_channels : name_channels + tag_channels] = (
+                tag_bits.sum(axis=1, dtype=np.float32)
+            )
     hist /= denominator
     return hist
 
 
-def encode_traces(traces: Sequence[Trace], vocabulary: Vocabulary, time: int,
-                  stride: int, channels: int,
-                  max_windows_per_trace: int | None = None) -> Windows:
+def encode_traces(
+    traces: Sequence[Trace],
+    vocabulary: Vocabulary,
+    time: int,
+    stride: int,
+    channels: int,
+    max_windows_per_trace: int | None = None,
+) -> Windows:
     """Cuts traces into windows and encodes them.
 
     A window is labelled attack when its trace is an attack and, if the trace
@@ -107,8 +118,9 @@ def encode_traces(traces: Sequence[Trace], vocabulary: Vocabulary, time: int,
     """
     name_channels = len(vocabulary)
     if name_channels > channels:
-        raise ValueError(f"vocabulary has {name_channels} names but only "
-                         f"{channels} channels")
+        raise ValueError(
+            f"vocabulary has {name_channels} names but only {channels} channels"
+        )
     per_trace_starts = []
     for trace in traces:
         starts = window_starts(len(trace), time, stride)
@@ -135,18 +147,25 @@ def encode_traces(traces: Sequence[Trace], vocabulary: Vocabulary, time: int,
         positions = starts[:, None] + offsets  # [windows, time]
         valid = positions < length
         clipped = np.minimum(positions, length - 1)
-        ids[row:row + count] = np.where(valid, trace_ids[clipped], PAD_ID)
-        tags[row:row + count] = np.where(valid, trace.tags[clipped], 0)
-        lengths[row:row + count] = valid.sum(axis=1)
+        ids[row : row + count] = np.where(valid, trace_ids[clipped], PAD_ID)
+        tags[row : row + count] = np.where(valid, trace.tags[clipped], 0)
+        lengths[row : row + count] = valid.sum(axis=1)
         if trace.label and trace.attack_mask is not None:
             mask = np.asarray(trace.attack_mask, dtype=bool)
-            labels[row:row + count] = (mask[clipped] & valid).any(axis=1)
+            labels[row : row + count] = (mask[clipped] & valid).any(axis=1)
         else:
-            labels[row:row + count] = trace.label
-        trace_index[row:row + count] = index
-        all_starts[row:row + count] = starts
+            labels[row : row + count] = trace.label
+        trace_index[row : row + count] = index
+        all_starts[row : row + count] = starts
         row += count
 
     hist = histogram(ids, tags, lengths, name_channels, channels)
-    return Windows(ids=ids, tags=tags, hist=hist, lengths=lengths, labels=labels,
-                   trace_index=trace_index, starts=all_starts)
+    return Windows(
+        ids=ids,
+        tags=tags,
+        hist=hist,
+        lengths=lengths,
+        labels=labels,
+        trace_index=trace_index,
+        starts=all_starts,
+    )

@@ -26,6 +26,7 @@ from sentinel_jax.data.encode import encode_traces
 from sentinel_jax.data.syscalls import Vocabulary
 from sentinel_jax.data.tags import TAG_NAMES
 from sentinel_jax.data.traces import NORMAL, SPLITS, Trace, split_traces
+from sentinel_jax.errors import InputError
 
 FORMAT = "sentinel_jax.dataset"
 FORMAT_VERSION = 1
@@ -34,13 +35,18 @@ METADATA_FILE = "metadata.json"
 
 # name -> (dtype, rank); the first axis of each is the window.
 _ARRAYS = {
-    "ids": (np.int32, 2), "tags": (np.uint32, 2), "hist": (np.float32, 2),
-    "lengths": (np.int32, 1), "labels": (np.int32, 1), "families": (np.int32, 1),
-    "trace_index": (np.int32, 1), "splits": (np.int8, 1),
+    "ids": (np.int32, 2),
+    "tags": (np.uint32, 2),
+    "hist": (np.float32, 2),
+    "lengths": (np.int32, 1),
+    "labels": (np.int32, 1),
+    "families": (np.int32, 1),
+    "trace_index": (np.int32, 1),
+    "splits": (np.int8, 1),
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder is missing, truncated, foreign or inconsistent."""
 
 
@@ -111,19 +117,29 @@ class Dataset:
         for code, split in enumerate(SPLITS):
             rows = self.splits == code
             names = Counter(self.family_names[f] for f in self.families[rows])
-            result[split] = {"windows": int(rows.sum()),
-                             "attack": int(self.labels[rows].sum()),
-                             "by_family": dict(sorted(names.items()))}
+            result[split] = {
+                "windows": int(rows.sum()),
+                "attack": int(self.labels[rows].sum()),
+                "by_family": dict(sorted(names.items())),
+            }
         return result
 
 
-def build_dataset(traces: Sequence[Trace], *, name_channels: int, channels: int,
-                  time: int, stride: int, val_fraction: float,
-                  test_fraction: float, seed: int,
-                  vocabulary: Vocabulary | None = None,
-                  splits: np.ndarray | None = None,
-                  max_windows_per_trace: int | None = None,
-                  info: Mapping[str, Any] | None = None) -> Dataset:
+def build_dataset(
+    traces: Sequence[Trace],
+    *,
+    name_channels: int,
+    channels: int,
+    time: int,
+    stride: int,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    vocabulary: Vocabulary | None = None,
+    splits: np.ndarray | None = None,
+    max_windows_per_trace: int | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> Dataset:
     """Splits traces by group, builds the vocabulary on training traces only,
     and encodes every window.
 
@@ -151,24 +167,46 @@ def build_dataset(traces: Sequence[Trace], *, name_channels: int, channels: int,
     if vocabulary is None:
         vocabulary = Vocabulary.build(
             (t.names for t, s in zip(traces, splits, strict=True) if s == 0),
-            name_channels)
-    windows = encode_traces(traces, vocabulary, time, stride, channels,
-                            max_windows_per_trace=max_windows_per_trace)
+            name_channels,
+        )
+    windows = encode_traces(
+        traces,
+        vocabulary,
+        time,
+        stride,
+        channels,
+        max_windows_per_trace=max_windows_per_trace,
+    )
     family_names = (NORMAL, *sorted({t.family for t in traces} - {NORMAL}))
     family_code = {name: code for code, name in enumerate(family_names)}
     trace_family = np.array([family_code[t.family] for t in traces], dtype=np.int32)
     families = np.where(windows.labels == 1, trace_family[windows.trace_index], 0)
     records = tuple(
-        {"trace_id": t.trace_id, "group": t.group, "family": t.family,
-         "label": int(t.label), "source": t.source, "length": len(t),
-         "split": SPLITS[int(s)]}
-        for t, s in zip(traces, splits, strict=True))
+        {
+            "trace_id": t.trace_id,
+            "group": t.group,
+            "family": t.family,
+            "label": int(t.label),
+            "source": t.source,
+            "length": len(t),
+            "split": SPLITS[int(s)],
+        }
+        for t, s in zip(traces, splits, strict=True)
+    )
     return Dataset(
-        ids=windows.ids, tags=windows.tags, hist=windows.hist,
-        lengths=windows.lengths, labels=windows.labels,
-        families=families.astype(np.int32), trace_index=windows.trace_index,
-        splits=splits[windows.trace_index], vocabulary=vocabulary,
-        family_names=family_names, traces=records, info=dict(info or {}))
+        ids=windows.ids,
+        tags=windows.tags,
+        hist=windows.hist,
+        lengths=windows.lengths,
+        labels=windows.labels,
+        families=families.astype(np.int32),
+        trace_index=windows.trace_index,
+        splits=splits[windows.trace_index],
+        vocabulary=vocabulary,
+        family_names=family_names,
+        traces=records,
+        info=dict(info or {}),
+    )
 
 
 def save_dataset(dataset: Dataset, folder: str | os.PathLike[str]) -> Path:
@@ -181,12 +219,18 @@ def save_dataset(dataset: Dataset, folder: str | os.PathLike[str]) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, **{name: getattr(dataset, name) for name in _ARRAYS})
     metadata = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "windows": len(dataset), "time": dataset.time, "channels": dataset.channels,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "windows": len(dataset),
+        "time": dataset.time,
+        "channels": dataset.channels,
         "name_channels": dataset.name_channels,
-        "vocabulary": dataset.vocabulary.to_json(), "tag_names": list(TAG_NAMES),
-        "families": list(dataset.family_names), "counts": dataset.counts(),
-        "info": dict(dataset.info), "traces": list(dataset.traces),
+        "vocabulary": dataset.vocabulary.to_json(),
+        "tag_names": list(TAG_NAMES),
+        "families": list(dataset.family_names),
+        "counts": dataset.counts(),
+        "info": dict(dataset.info),
+        "traces": list(dataset.traces),
     }
     write_bytes_atomic(folder / DATASET_FILE, buffer.getvalue())
     write_json_atomic(folder / METADATA_FILE, metadata)
@@ -204,27 +248,35 @@ def load_dataset(folder: str | os.PathLike[str]) -> Dataset:
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DatasetError(f"{metadata_path}: missing; expected a dataset folder "
-                           f"written by generate_data.py") from None
+        raise DatasetError(
+            f"{metadata_path}: missing; expected a dataset folder "
+            f"written by generate_data.py"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatasetError(f"{metadata_path}: not readable JSON ({error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise DatasetError(f"{metadata_path}: not a sentinel_jax dataset "
-                           f"(expected format {FORMAT!r})")
+        raise DatasetError(
+            f"{metadata_path}: not a sentinel_jax dataset (expected format {FORMAT!r})"
+        )
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"{metadata_path}: format version "
-                           f"{metadata.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise DatasetError(
+            f"{metadata_path}: format version "
+            f"{metadata.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     if list(metadata.get("tag_names", [])) != list(TAG_NAMES):
-        raise DatasetError(f"{metadata_path}: tag table differs from this version's; "
-                           f"regenerate the dataset")
+        raise DatasetError(
+            f"{metadata_path}: tag table differs from this version's; "
+            f"regenerate the dataset"
+        )
     try:
         with np.load(arrays_path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in _ARRAYS if name in archive.files}
     except FileNotFoundError:
         raise DatasetError(f"{arrays_path}: missing") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise DatasetError(f"{arrays_path}: truncated or not an .npz file "
-                           f"({error})") from None
+        raise DatasetError(
+            f"{arrays_path}: truncated or not an .npz file ({error})"
+        ) from None
     missing = sorted(set(_ARRAYS) - set(arrays))
     if missing:
         raise DatasetError(f"{arrays_path}: missing arrays {missing}")
@@ -234,12 +286,19 @@ def load_dataset(folder: str | os.PathLike[str]) -> Dataset:
         if array.dtype != dtype or array.ndim != rank or array.shape[0] != windows:
             raise DatasetError(
                 f"{arrays_path}: array {name!r} is {array.dtype}{list(array.shape)}, "
-                f"expected {np.dtype(dtype)} of rank {rank} with {windows} windows")
+                f"expected {np.dtype(dtype)} of rank {rank} with {windows} windows"
+            )
     try:
         vocabulary = Vocabulary.from_json(metadata["vocabulary"])
         families = tuple(metadata["families"])
     except (KeyError, TypeError, ValueError) as error:
-        raise DatasetError(f"{metadata_path}: bad vocabulary or families ({error})") from None
-    return Dataset(**arrays, vocabulary=vocabulary, family_names=families,
-                   traces=tuple(metadata.get("traces", ())),
-                   info=metadata.get("info", {}))
+        raise DatasetError(
+            f"{metadata_path}: bad vocabulary or families ({error})"
+        ) from None
+    return Dataset(
+        **arrays,
+        vocabulary=vocabulary,
+        family_names=families,
+        traces=tuple(metadata.get("traces", ())),
+        info=metadata.get("info", {}),
+    )

@@ -37,55 +37,115 @@ ARCHES = ("x86_64", "i386")
 # (y2038 variants) are stripped by rule in :func:`canonical_name`.
 ALIASES: Mapping[str, str] = {
     # memory
-    "mmap2": "mmap", "old_mmap": "mmap",
+    "mmap2": "mmap",
+    "old_mmap": "mmap",
     # files: modern glibc opens everything through openat
-    "open": "openat", "openat2": "openat", "creat": "openat",
-    "_llseek": "lseek", "llseek": "lseek",
-    "stat64": "stat", "oldstat": "stat", "newstat": "stat",
-    "lstat64": "lstat", "oldlstat": "lstat", "newlstat": "lstat",
-    "fstat64": "fstat", "oldfstat": "fstat", "newfstat": "fstat",
+    "open": "openat",
+    "openat2": "openat",
+    "creat": "openat",
+    "_llseek": "lseek",
+    "llseek": "lseek",
+    "stat64": "stat",
+    "oldstat": "stat",
+    "newstat": "stat",
+    "lstat64": "lstat",
+    "oldlstat": "lstat",
+    "newlstat": "lstat",
+    "fstat64": "fstat",
+    "oldfstat": "fstat",
+    "newfstat": "fstat",
     "fstatat64": "newfstatat",
-    "statfs64": "statfs", "fstatfs64": "fstatfs",
-    "fcntl64": "fcntl", "truncate64": "truncate", "ftruncate64": "ftruncate",
-    "sendfile64": "sendfile", "getdents": "getdents64", "readdir": "getdents64",
-    "pread": "pread64", "pwrite": "pwrite64",
-    "mkdirat": "mkdir", "unlinkat": "unlink", "renameat": "rename",
-    "renameat2": "rename", "linkat": "link", "symlinkat": "symlink",
-    "readlinkat": "readlink", "fchmodat": "chmod", "fchmodat2": "chmod",
-    "fchownat": "chown", "lchown": "chown", "mknodat": "mknod",
-    "faccessat": "access", "faccessat2": "access",
-    "utime": "utimensat", "utimes": "utimensat", "futimesat": "utimensat",
-    "umount": "umount2", "oldumount": "umount2",
+    "statfs64": "statfs",
+    "fstatfs64": "fstatfs",
+    "fcntl64": "fcntl",
+    "truncate64": "truncate",
+    "ftruncate64": "ftruncate",
+    "sendfile64": "sendfile",
+    "getdents": "getdents64",
+    "readdir": "getdents64",
+    "pread": "pread64",
+    "pwrite": "pwrite64",
+    "mkdirat": "mkdir",
+    "unlinkat": "unlink",
+    "renameat": "rename",
+    "renameat2": "rename",
+    "linkat": "link",
+    "symlinkat": "symlink",
+    "readlinkat": "readlink",
+    "fchmodat": "chmod",
+    "fchmodat2": "chmod",
+    "fchownat": "chown",
+    "lchown": "chown",
+    "mknodat": "mknod",
+    "faccessat": "access",
+    "faccessat2": "access",
+    "utime": "utimensat",
+    "utimes": "utimensat",
+    "futimesat": "utimensat",
+    "umount": "umount2",
+    "oldumount": "umount2",
     # processes: glibc's fork() is a clone; clone3 is the new spelling
-    "clone3": "clone", "fork": "clone",
+    "clone3": "clone",
+    "fork": "clone",
     "waitpid": "wait4",
-    "signal": "rt_sigaction", "sigaction": "rt_sigaction",
-    "sigprocmask": "rt_sigprocmask", "sigreturn": "rt_sigreturn",
-    "sigsuspend": "rt_sigsuspend", "sigpending": "rt_sigpending",
-    "ugetrlimit": "prlimit64", "getrlimit": "prlimit64", "setrlimit": "prlimit64",
+    "signal": "rt_sigaction",
+    "sigaction": "rt_sigaction",
+    "sigprocmask": "rt_sigprocmask",
+    "sigreturn": "rt_sigreturn",
+    "sigsuspend": "rt_sigsuspend",
+    "sigpending": "rt_sigpending",
+    "ugetrlimit": "prlimit64",
+    "getrlimit": "prlimit64",
+    "setrlimit": "prlimit64",
     "old_getrlimit": "prlimit64",
     # descriptors and events
-    "dup3": "dup2", "pipe2": "pipe", "accept4": "accept",
-    "_newselect": "select", "oldselect": "select",
-    "epoll_pwait": "epoll_wait", "epoll_pwait2": "epoll_wait",
-    "epoll_create1": "epoll_create", "eventfd2": "eventfd",
-    "signalfd4": "signalfd", "inotify_init1": "inotify_init",
-    "ppoll": "poll", "pselect6": "select",
-    "send": "sendto", "recv": "recvfrom",
+    "dup3": "dup2",
+    "pipe2": "pipe",
+    "accept4": "accept",
+    "_newselect": "select",
+    "oldselect": "select",
+    "epoll_pwait": "epoll_wait",
+    "epoll_pwait2": "epoll_wait",
+    "epoll_create1": "epoll_create",
+    "eventfd2": "eventfd",
+    "signalfd4": "signalfd",
+    "inotify_init1": "inotify_init",
+    "ppoll": "poll",
+    "pselect6": "select",
+    "send": "sendto",
+    "recv": "recvfrom",
     # i386 y2038 spellings that do not end in _time64
-    "clock_gettime64": "clock_gettime", "clock_settime64": "clock_settime",
-    "clock_adjtime64": "clock_adjtime", "timer_gettime64": "timer_gettime",
-    "timer_settime64": "timer_settime", "timerfd_gettime64": "timerfd_gettime",
+    "clock_gettime64": "clock_gettime",
+    "clock_settime64": "clock_settime",
+    "clock_adjtime64": "clock_adjtime",
+    "timer_gettime64": "timer_gettime",
+    "timer_settime64": "timer_settime",
+    "timerfd_gettime64": "timerfd_gettime",
     "timerfd_settime64": "timerfd_settime",
 }
 
 _SUFFIX_32 = re.compile(r"^(.*[a-z])32$")
 _SUFFIX_TIME64 = re.compile(r"^(.*)_time64$")
 _UID_CALLS_32 = {
-    "getuid32", "geteuid32", "getgid32", "getegid32", "setuid32", "setgid32",
-    "setreuid32", "setregid32", "setresuid32", "getresuid32", "setresgid32",
-    "getresgid32", "getgroups32", "setgroups32", "fchown32", "lchown32",
-    "chown32", "setfsuid32", "setfsgid32",
+    "getuid32",
+    "geteuid32",
+    "getgid32",
+    "getegid32",
+    "setuid32",
+    "setgid32",
+    "setreuid32",
+    "setregid32",
+    "setresuid32",
+    "getresuid32",
+    "setresgid32",
+    "getresgid32",
+    "getgroups32",
+    "setgroups32",
+    "fchown32",
+    "lchown32",
+    "chown32",
+    "setfsuid32",
+    "setfsgid32",
 }
 
 
@@ -101,8 +161,11 @@ def canonical_name(name: str) -> str:
     if name.startswith("SYS_"):
         # strace -n prints unknown calls as syscall_0x1b4 or SYS_nnn.
         name = name[4:]
-    if not name or not (name[0].isalpha() or name[0] == "_") or not name.replace(
-            "_", "a").isalnum():
+    if (
+        not name
+        or not (name[0].isalpha() or name[0] == "_")
+        or not name.replace("_", "a").isalnum()
+    ):
         return UNKNOWN
     if name in _UID_CALLS_32:
         name = _SUFFIX_32.sub(r"\1", name)
@@ -113,7 +176,7 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def syscall_table(arch: str) -> dict[int, str]:
     """Number -> raw name for ``arch`` (``x86_64`` or ``i386``).
 
@@ -122,8 +185,9 @@ def syscall_table(arch: str) -> dict[int, str]:
     """
     if arch not in ARCHES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHES}")
-    text = (resources.files("sentinel_jax.data") / "tables" /
-            f"syscalls_{arch}.tsv").read_text(encoding="ascii")
+    text = (
+        resources.files("sentinel_jax.data") / "tables" / f"syscalls_{arch}.tsv"
+    ).read_text(encoding="ascii")
     table = {}
     for line in text.splitlines():
         number, name = line.split("\t")
@@ -131,7 +195,7 @@ def syscall_table(arch: str) -> dict[int, str]:
     return table
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _number_index(arch: str) -> dict[str, int]:
     return {name: number for number, name in syscall_table(arch).items()}
 
@@ -147,8 +211,9 @@ def syscall_number(name: str, arch: str = "x86_64") -> int | None:
     return _number_index(arch).get(name)
 
 
-def names_from_numbers(numbers: Iterable[int], arch: str = "i386",
-                       table: Mapping[int, str] | None = None) -> list[str]:
+def names_from_numbers(
+    numbers: Iterable[int], arch: str = "i386", table: Mapping[int, str] | None = None
+) -> list[str]:
     """Canonical names for a sequence of syscall numbers.
 
     Args:
@@ -187,13 +252,15 @@ class Vocabulary:
     def __post_init__(self) -> None:
         if len(self.names) < 2 or self.names[:2] != (PAD, OTHER):
             raise ValueError(
-                f"a vocabulary starts with {PAD!r}, {OTHER!r}; got {self.names[:2]}")
+                f"a vocabulary starts with {PAD!r}, {OTHER!r}; got {self.names[:2]}"
+            )
         if len(set(self.names)) != len(self.names):
             raise ValueError("vocabulary names must be unique")
 
     @classmethod
-    def build(cls, traces_names: Iterable[Sequence[str]],
-              name_channels: int) -> Vocabulary:
+    def build(
+        cls, traces_names: Iterable[Sequence[str]], name_channels: int
+    ) -> Vocabulary:
         """Builds a vocabulary from the names of training traces.
 
         Ties in frequency are broken by name so the result is deterministic.
@@ -228,8 +295,9 @@ class Vocabulary:
     def lookup(self, names: Iterable[str]) -> np.ndarray:
         """Channels of ``names`` as ``int32 [time]``; unknown names -> OTHER."""
         index = self.index
-        return np.fromiter((index.get(name, OTHER_ID) for name in names),
-                           dtype=np.int32)
+        return np.fromiter(
+            (index.get(name, OTHER_ID) for name in names), dtype=np.int32
+        )
 
     def to_json(self) -> list[str]:
         return list(self.names)

@@ -65,7 +65,8 @@ class Trace:
         if tags.shape != (len(self.names),):
             raise ValueError(
                 f"trace {self.trace_id!r}: tags shape {tags.shape} does not match "
-                f"{len(self.names)} names")
+                f"{len(self.names)} names"
+            )
         object.__setattr__(self, "tags", tags)
         if not self.group:
             object.__setattr__(self, "group", self.trace_id)
@@ -83,8 +84,12 @@ class Trace:
     @classmethod
     def from_names(cls, names: Sequence[str], label: int = 0, **kwargs) -> Trace:
         """A trace without tags (sources that carry no arguments)."""
-        return cls(names=tuple(names), tags=np.zeros(len(names), np.uint32),
-                   label=label, **kwargs)
+        return cls(
+            names=tuple(names),
+            tags=np.zeros(len(names), np.uint32),
+            label=label,
+            **kwargs,
+        )
 
 
 def window_starts(length: int, time: int, stride: int) -> np.ndarray:
@@ -107,9 +112,13 @@ def window_starts(length: int, time: int, stride: int) -> np.ndarray:
     return starts
 
 
-def split_groups(groups: Sequence[str], strata: Sequence[str],
-                 val_fraction: float, test_fraction: float,
-                 seed: int) -> np.ndarray:
+def split_groups(
+    groups: Sequence[str],
+    strata: Sequence[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> np.ndarray:
     """Assigns each item to a split so that no group is on two sides.
 
     Groups are shuffled within each stratum (a family, say) and dealt out to
@@ -134,8 +143,9 @@ def split_groups(groups: Sequence[str], strata: Sequence[str],
     for group, stratum in zip(groups, strata, strict=True):
         group_size[group] = group_size.get(group, 0) + 1
         if group_stratum.setdefault(group, stratum) != stratum:
-            raise ValueError(f"group {group!r} spans strata {group_stratum[group]!r} "
-                             f"and {stratum!r}")
+            raise ValueError(
+                f"group {group!r} spans strata {group_stratum[group]!r} and {stratum!r}"
+            )
     assignment: dict[str, int] = {}
     for stratum in sorted(set(group_stratum.values())):
         members = sorted(g for g, s in group_stratum.items() if s == stratum)
@@ -158,8 +168,14 @@ def split_groups(groups: Sequence[str], strata: Sequence[str],
     return np.array([assignment[g] for g in groups], dtype=np.int8)
 
 
-def split_traces(traces: Sequence[Trace], val_fraction: float,
-                 test_fraction: float, seed: int) -> np.ndarray:
+def split_traces(
+    traces: Sequence[Trace], val_fraction: float, test_fraction: float, seed: int
+) -> np.ndarray:
     """Split of each trace (see :func:`split_groups`), stratified by family."""
-    return split_groups([t.group for t in traces], [t.family for t in traces],
-                        val_fraction, test_fraction, seed)
+    return split_groups(
+        [t.group for t in traces],
+        [t.family for t in traces],
+        val_fraction,
+        test_fraction,
+        seed,
+    )
