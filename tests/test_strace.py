@@ -1,0 +1,304 @@
+"""strace reader: every output form, real captures, streaming, robustness."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sentinel_jax.data.strace import (
+    StraceParser,
+    iter_strace_calls,
+    iter_strace_traces,
+    read_strace_traces,
+)
+from sentinel_jax.data.straceargs import decode_string, parse_flags, split_args
+
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None,
+                                  reason="strace is not installed")
+
+
+def parse(*lines: str) -> tuple[list, StraceParser]:
+    parser = StraceParser()
+    return list(iter_strace_calls(lines, parser)), parser
+
+
+def only(*lines: str):
+    calls, _ = parse(*lines)
+    assert len(calls) == 1, calls
+    return calls[0]
+
+
+# -- one line, each form -----------------------------------------------------
+
+@pytest.mark.parametrize("line, pid, timestamp, duration, number", [
+    ('4242  openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     4242, None, None, None),
+    ('[pid  4242] openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     4242, None, None, None),
+    ('openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3', 0, None, None, None),
+    ('4242  17:31:03 openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     4242, 17 * 3600 + 31 * 60 + 3.0, None, None),
+    ('4242  17:31:03.647734 openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     4242, 17 * 3600 + 31 * 60 + 3.647734, None, None),
+    ('1796319135.189616 openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     0, 1796319135.189616, None, None),
+    ('4242       0.000520 openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     4242, 0.00052, None, None),
+    ('4242  openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3 <0.000305>',
+     4242, None, 0.000305, None),
+    ('4242  [ 257] openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 3',
+     4242, None, None, 257),
+    ('4242       0.003168 [ 257] [00007f9712145ca3] openat(AT_FDCWD, "/etc/hosts", '
+     'O_RDONLY|O_CLOEXEC) = 3 <0.000012>', 4242, 0.003168, 0.000012, 257),
+    ('[pid 4242] 17:31:03.5 [ 257] openat(AT_FDCWD, "/etc/hosts", O_RDONLY) = 3',
+     4242, 17 * 3600 + 31 * 60 + 3.5, None, 257),
+])
+def test_prefix_forms(line, pid, timestamp, duration, number):
+    call = only(line)
+    assert (call.pid, call.name, call.raw_name, call.result) == (
+        pid, "openat", "openat", 3)
+    assert call.args.startswith('AT_FDCWD, "/etc/hosts", O_RDONLY')
+    assert call.timestamp == pytest.approx(timestamp) if timestamp else (
+        call.timestamp is None)
+    assert call.duration == duration and call.number == number
+    assert call.errno is None
+
+
+@pytest.mark.parametrize("line, result, errno", [
+    ('9  access("/etc/ld.so.preload", R_OK) = -1 ENOENT (No such file or directory)',
+     -1, "ENOENT"),
+    ("9  exit_group(0)                     = ?", None, None),
+    ("9  select(4, [3], NULL, NULL, NULL) = ? ERESTARTNOHAND (To be restarted if no "
+     "handler)", None, "ERESTARTNOHAND"),
+    ("9  wait4(-1, 0x7ffc, 0, NULL) = -1 ERESTARTSYS (To be restarted if SA_RESTART "
+     "is set) <0.5>", -1, "ERESTARTSYS"),
+    ("9  mmap(NULL, 8192, PROT_READ, MAP_PRIVATE, -1, 0) = 0x7f57c966b000",
+     0x7F57C966B000, None),
+    ("9  fcntl(3, F_GETFL) = 0x8002 (flags O_RDWR|O_LARGEFILE)", 0x8002, None),
+    ("9  poll([{fd=3, events=POLLIN}], 1, 0) = 1 ([{fd=3, revents=POLLIN}])", 1,
+     None),
+    ('9  openat(AT_FDCWD</tmp>, "/etc/passwd", O_RDONLY) = 3</etc/passwd>', 3, None),
+    ("9  socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = 4<TCP:[1.2.3.4:5->6.7.8.9:10]>",
+     4, None),
+    ('9  memfd_create("x", MFD_CLOEXEC)    = 3</memfd:x>(deleted)', 3, None),
+])
+def test_results(line, result, errno):
+    call = only(line)
+    assert (call.result, call.errno) == (result, errno)
+
+
+def test_strings_with_escapes_and_fake_results_stay_in_the_arguments():
+    line = r'7  write(1, "f() = 5 (x)\"\n", 13) = 13'
+    call = only(line)
+    assert call.result == 13
+    assert split_args(call.args) == ["1", r'"f() = 5 (x)\"\n"', "13"]
+    assert decode_string(split_args(call.args)[1]) == 'f() = 5 (x)"\n'
+    assert decode_string(r'"\303\251t\x41"') == "étA"
+
+
+def test_nested_arguments_split_at_top_level_only():
+    args = ('3, {st_mode=S_IFREG|0644, st_size=27002, ...}, [{fd=1, events=POLLIN}, '
+            '{fd=2}], 4</a, b>, 5<TCP:[1.2.3.4:5->6.7.8.9:10]>, "x, y"')
+    assert split_args(args) == [
+        "3", "{st_mode=S_IFREG|0644, st_size=27002, ...}",
+        "[{fd=1, events=POLLIN}, {fd=2}]", "4</a, b>",
+        "5<TCP:[1.2.3.4:5->6.7.8.9:10]>", '"x, y"']
+    assert parse_flags("S_ISUID|0755") == (frozenset({"S_ISUID"}), 0o755)
+    assert parse_flags("{flags=CLONE_VM|CLONE_VFORK, stack=0x10}")[0] == {
+        "CLONE_VM", "CLONE_VFORK"}
+
+
+def test_unfinished_and_resumed_pair_across_interleaved_pids():
+    calls, parser = parse(
+        "10  wait4(-1,  <unfinished ...>",
+        '11  write(1, "hi\\n", 3)            = 3',
+        "11  +++ exited with 0 +++",
+        "10  <... wait4 resumed>[{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) "
+        "= 11",
+        "10  --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=11} ---",
+    )
+    assert [(c.pid, c.name, c.result) for c in calls] == [
+        (11, "write", 3), (10, "wait4", 11)]
+    assert calls[1].args == "-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL"
+    assert (parser.stats.signals, parser.stats.exits) == (1, 1)
+
+
+def test_resumed_then_killed_and_never_resumed_calls_complete_with_no_result():
+    calls, parser = parse(
+        "20  clock_nanosleep(CLOCK_MONOTONIC, 0, {tv_sec=5, tv_nsec=0},  "
+        "<unfinished ...>",
+        "20  <... clock_nanosleep resumed> <unfinished ...>) = ?",
+        "20  +++ killed by SIGKILL +++",
+        "21  read(0,  <unfinished ...>",
+        "21  +++ killed by SIGKILL (core dumped) +++",
+        "22  read(0,  <unfinished ...>",
+    )
+    assert [(c.pid, c.name, c.result) for c in calls] == [
+        (20, "clock_nanosleep", None), (21, "read", None), (22, "read", None)]
+    assert parser.stats.never_resumed == 2 and parser.stats.exits == 2
+
+
+def test_truncated_and_foreign_lines_are_skipped_and_counted():
+    calls, parser = parse(
+        "strace: Process 123 attached",
+        '123  read(3, "abc',
+        "",
+        "garbage ### (",
+        "123  <... nosuch resumed>) = 0",
+        '123  close(3) = 0',
+    )
+    assert [c.name for c in calls] == ["nosuch", "close"]
+    assert parser.stats.skipped == {"strace_message": 1, "no_result": 1,
+                                    "empty": 1, "unrecognised": 1}
+    assert parser.stats.orphan_resumed == 1
+
+
+def test_unprefixed_lines_join_the_process_that_later_shows_its_pid():
+    # strace -f to a terminal: no pid until a second process exists.
+    text = [
+        'execve("/bin/sh", ["sh", "-c", "ls"], 0x7ffe /* 3 vars */) = 0',
+        "vfork(strace: Process 31 attached",
+        " <unfinished ...>",
+        '[pid  31] execve("/usr/bin/ls", ["ls"], 0x55 /* 3 vars */) = 0',
+        "[pid  30] <... vfork resumed>)        = 31",
+        "[pid  31] exit_group(0)               = ?",
+        "[pid  31] +++ exited with 0 +++",
+        "exit_group(0)                          = ?",
+        "+++ exited with 0 +++",
+    ]
+    parser = StraceParser(keep_events=True)
+    for line in text:
+        parser.feed(line)
+    parser.finish()
+    finished = {state.pid: state.names for state in parser.pop_finished()}
+    assert finished == {31: ["execve", "exit_group"],
+                        30: ["execve", "vfork", "exit_group"]}
+
+
+@given(st.lists(st.text(max_size=80), max_size=20))
+def test_arbitrary_text_never_raises(lines):
+    calls, parser = parse(*lines)
+    assert parser.stats.lines == len(lines)
+    assert all(isinstance(call.tags, int) for call in calls)
+
+
+_PIECES = st.sampled_from([
+    "[pid 12] ", "12  ", "17:31:03.1 ", "[ 59] ", "<... read resumed>",
+    "<unfinished ...>", "read(", "dup2(", "openat(", "connect(", ")", " = ", "= ?",
+    "-1 EPERM (x)", "3</etc/shadow>", '"\\x41\\"', "{", "}", "[", "]", ",", "<", ">",
+    "+++ exited with 0 +++", "--- SIGCHLD {} ---", "AT_FDCWD", "O_WRONLY|O_CREAT",
+    "sa_family=AF_INET", 'inet_addr("127.0.0.1")', "0x10", " <0.1>", "\\"])
+
+
+@given(st.lists(st.lists(_PIECES, max_size=10).map("".join), max_size=30))
+def test_strace_like_fragments_never_raise(lines):
+    calls, parser = parse(*lines)
+    assert parser.stats.calls == len(calls)
+
+
+def test_pid_reuse_starts_a_new_trace(tmp_path):
+    log = tmp_path / "reuse.log"
+    log.write_text("5  getpid() = 5\n5  +++ exited with 0 +++\n"
+                   "5  getuid() = 0\n5  getgid() = 0\n")
+    traces = read_strace_traces(log, label=1, family="demo")
+    assert [(t.trace_id, t.names) for t in traces] == [
+        ("reuse.log:5", ("getpid",)), ("reuse.log:5#2", ("getuid", "getgid"))]
+    assert {(t.label, t.family, t.group, t.source) for t in traces} == {
+        (1, "demo", "reuse.log", "strace")}
+    assert [t.trace_id for t in read_strace_traces(log, min_events=2)] == [
+        "reuse.log:5#2"]
+
+
+def test_gzip_logs_and_missing_files(tmp_path):
+    log = tmp_path / "x.log.gz"
+    with gzip.open(log, "wt") as handle:
+        handle.write('3  openat(AT_FDCWD, "/etc/shadow", O_RDONLY) = 4\n')
+    (trace,) = read_strace_traces(log)
+    assert trace.names == ("openat",) and trace.tags[0] != 0
+    with pytest.raises(FileNotFoundError, match="nope.log"):
+        read_strace_traces(tmp_path / "nope.log")
+
+
+# -- real captures -------------------------------------------------------------
+
+def strace_run(tmp_path: Path, command: list[str], *options: str,
+               to_stderr: bool = False) -> Path:
+    log = tmp_path / "trace.log"
+    if to_stderr:
+        with log.open("w") as handle:
+            subprocess.run(["strace", "-f", *options, *command], check=True,
+                           stdout=subprocess.DEVNULL, stderr=handle, timeout=60)
+    else:
+        subprocess.run(["strace", "-f", *options, "-o", str(log), *command],
+                       check=True, stdout=subprocess.DEVNULL, timeout=60)
+    return log
+
+
+def expected_calls(log: Path) -> int:
+    """Calls by an independent count: lines minus signals, exits and the
+    second half of each unfinished/resumed pair."""
+    lines = log.read_text().splitlines()
+    return sum(1 for line in lines if "+++" not in line and "--- " not in line
+               and "resumed>" not in line and line.strip())
+
+
+@needs_strace
+@pytest.mark.parametrize("options", [(), ("-tt", "-T"), ("-ttt", "-n", "-yy")])
+def test_real_shell_capture_parses_per_pid(tmp_path, options):
+    log = strace_run(tmp_path, ["sh", "-c", "echo hi; ls / >/dev/null"], *options)
+    parser = StraceParser()
+    calls = list(iter_strace_calls(log.read_text().splitlines(), parser))
+    assert not parser.stats.skipped
+    assert len(calls) == expected_calls(log)
+    by_pid: dict[int, list] = {}
+    for call in calls:
+        by_pid.setdefault(call.pid, []).append(call)
+    assert len(by_pid) == 2 and parser.stats.exits == 2
+    shell_pid = calls[0].pid
+    (ls_pid,) = set(by_pid) - {shell_pid}
+    shell, ls = by_pid[shell_pid], by_pid[ls_pid]
+    assert shell[0].name == "execve" and '"sh", "-c"' in shell[0].args
+    (ls_exec,) = [c for c in ls if c.name == "execve"]
+    assert '["ls", "/"]' in ls_exec.args and ls_exec.result == 0
+    assert any(c.name in ("clone", "vfork") and c.result == ls_pid for c in shell)
+    assert any(c.name == "getdents64" for c in ls)
+    assert shell[-1].name == ls[-1].name == "exit_group"
+    if "-tt" in options:
+        assert all(c.timestamp is not None and c.duration is not None
+                   for c in calls if c.result is not None)
+    if "-n" in options:
+        assert {c.number for c in calls if c.name == "execve"} == {59}
+
+
+@needs_strace
+def test_real_terminal_format_capture_gets_real_pids(tmp_path):
+    log = strace_run(tmp_path, ["sh", "-c", "ls / >/dev/null; true"],
+                     to_stderr=True)
+    traces = read_strace_traces(log)
+    assert len(traces) == 2
+    assert not any(trace.trace_id.endswith(":0") for trace in traces)
+    assert all(trace.names[-1] == "exit_group" for trace in traces)
+
+
+@needs_strace
+def test_real_python_threads_and_forks(tmp_path):
+    program = (
+        "import os, threading\n"
+        "t = threading.Thread(target=lambda: os.getpid()); t.start(); t.join()\n"
+        "pid = os.fork()\n"
+        "if pid == 0: os._exit(0)\n"
+        "os.waitpid(pid, 0)\n")
+    log = strace_run(tmp_path, [sys.executable, "-c", program])
+    parser = StraceParser(keep_events=True)
+    traces = list(iter_strace_traces(log, parser=parser))
+    assert len(traces) == 3  # main, thread, forked child
+    assert not parser.stats.skipped
+    main = max(traces, key=len)
+    assert main.names[0] == "execve" and main.names.count("clone") >= 2
