@@ -84,9 +84,11 @@ ALIASES: Mapping[str, str] = {
     "futimesat": "utimensat",
     "umount": "umount2",
     "oldumount": "umount2",
-    # processes: glibc's fork() is a clone; clone3 is the new spelling
+    # processes: glibc's fork() and posix_spawn() are clones; clone3 is the new
+    # spelling
     "clone3": "clone",
     "fork": "clone",
+    "vfork": "clone",
     "waitpid": "wait4",
     "signal": "rt_sigaction",
     "sigaction": "rt_sigaction",
