@@ -245,11 +245,18 @@ class Vocabulary:
     names), and channels ``2 .. name_channels - 1`` hold the most frequent
     names of the training traces, most frequent first.
 
+    A vocabulary built from few distinct names still spans all its
+    ``channels``: the unused ones stay empty, so the tag channels that follow
+    in ``hist`` sit at the same place for every dataset and model.
+
     Attributes:
-        names: the channel names, ``names[0] == PAD``, ``names[1] == OTHER``.
+        names: the named channels, ``names[0] == PAD``, ``names[1] == OTHER``.
+        channels: the name channels in all, ``>= len(names)``; ``len()`` of a
+            vocabulary is this number. 0 means ``len(names)``.
     """
 
     names: tuple[str, ...]
+    channels: int = 0
 
     def __post_init__(self) -> None:
         if len(self.names) < 2 or self.names[:2] != (PAD, OTHER):
@@ -258,6 +265,13 @@ class Vocabulary:
             )
         if len(set(self.names)) != len(self.names):
             raise ValueError("vocabulary names must be unique")
+        if self.channels == 0:
+            object.__setattr__(self, "channels", len(self.names))
+        if self.channels < len(self.names):
+            raise ValueError(
+                f"a vocabulary of {len(self.names)} names needs at least as many "
+                f"channels, got {self.channels}"
+            )
 
     @classmethod
     def build(
@@ -281,7 +295,7 @@ class Vocabulary:
         counts.pop(PAD, None)
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         kept = [name for name, _ in ranked[: name_channels - 2]]
-        return cls(names=(PAD, OTHER, *kept))
+        return cls(names=(PAD, OTHER, *kept), channels=name_channels)
 
     @functools.cached_property
     def index(self) -> dict[str, int]:
@@ -289,7 +303,7 @@ class Vocabulary:
         return {name: channel for channel, name in enumerate(self.names)}
 
     def __len__(self) -> int:
-        return len(self.names)
+        return self.channels
 
     def __contains__(self, name: object) -> bool:
         return name in self.index
@@ -301,9 +315,12 @@ class Vocabulary:
             (index.get(name, OTHER_ID) for name in names), dtype=np.int32
         )
 
-    def to_json(self) -> list[str]:
-        return list(self.names)
+    def to_json(self) -> dict[str, object]:
+        return {"names": list(self.names), "channels": self.channels}
 
     @classmethod
-    def from_json(cls, names: Sequence[str]) -> Vocabulary:
-        return cls(names=tuple(names))
+    def from_json(cls, raw: Mapping[str, object] | Sequence[str]) -> Vocabulary:
+        """Reads :meth:`to_json` output (or a bare list of names)."""
+        if isinstance(raw, Mapping):
+            return cls(names=tuple(raw["names"]), channels=int(raw["channels"]))
+        return cls(names=tuple(raw))

@@ -1,0 +1,225 @@
+"""Speed benchmarks: samples/s, latency, FLOPs and share of matmul peak.
+
+Sections are selected with ``--only`` (default: all). Each section appends
+rows to ``DIR/benchmark.json``:
+``{"peak_gflops": ..., "results": [{model, encoding, phase, batch,
+samples_per_s, p50_ms, p99_ms, flops_per_sample, peak_fraction, compile_s,
+...}]}``.
+
+``peak_gflops`` is this machine's float32 matmul rate, measured in the same
+run (a square jitted matmul). ``peak_fraction`` divides the FLOPs a model
+actually needs (counted by hand, :func:`sentinel_jax.models.forward_flops`;
+a training step counts 3x forward) by that peak. XLA's own count is kept
+beside it as ``xla_flops_per_sample``.
+
+Example::
+
+    python experiments/benchmark.py --out runs/bench --only models \\
+        --batches 1,1024 --repeats 20
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sentinel_jax.atomic import write_json_atomic
+from sentinel_jax.cli import UsageError, make_parser, resolve_config, run_main
+from sentinel_jax.config import Config
+from sentinel_jax.models import HybridSpec, apply_hybrid, forward_flops, init_hybrid
+
+TRAIN_FLOPS_FACTOR = 3  # backward ~ 2x forward
+
+
+def time_calls(fn: Callable[[], object], repeats: int) -> np.ndarray:
+    """Wall seconds of ``repeats`` calls, each waited on, after one warm-up."""
+    jax.block_until_ready(fn())
+    seconds = np.empty(repeats)
+    for index in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        seconds[index] = time.perf_counter() - start
+    return seconds
+
+
+def measure_peak_gflops(size: int = 1024, repeats: int = 10) -> float:
+    """Float32 matmul GFLOP/s of this machine (best of ``repeats``)."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+    best = time_calls(lambda: matmul(a, b), repeats).min()
+    return 2 * size**3 / best / 1e9
+
+
+def xla_flops(compiled) -> float:
+    """FLOPs of a compiled function by XLA's cost analysis (nan if absent)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    return float((analysis or {}).get("flops", float("nan")))
+
+
+def random_windows(spec: HybridSpec, batch: int, seed: int = 0):
+    """ids, tags, hist and labels shaped like real encoded windows."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, spec.name_channels, (batch, spec.time), dtype=np.int32)
+    tags = np.where(rng.random((batch, spec.time)) < 0.1,
+                    rng.integers(1, 1 << 16, (batch, spec.time)), 0).astype(np.uint32)
+    hist = rng.dirichlet(np.full(spec.channels, 0.3), batch).astype(np.float32)
+    labels = rng.integers(0, 2, batch).astype(np.int32)
+    return tuple(map(jnp.asarray, (ids, tags, hist, labels)))
+
+
+def make_train_step(spec: HybridSpec, optimiser: optax.GradientTransformation):
+    """A jitted adamw step on cross-entropy of the fused logits.
+
+    TODO: use sentinel_jax.training's train_step once it exists, so the
+    benchmark times the real step (loss terms, clipping, schedule).
+    """
+
+    def loss_fn(params, ids, tags, hist, labels):
+        logits = apply_hybrid(params, spec, ids, tags, hist).logits
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    def train_step(params, opt_state, ids, tags, hist, labels):
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids, tags, hist, labels)
+        updates, opt_state = optimiser.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(train_step, donate_argnums=(0, 1))
+
+
+def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: int,
+                peak_gflops: float) -> dict:
+    """One result row: times ``phase`` (forward or train) at ``batch``."""
+    params = init_hybrid(jax.random.key(0), spec)
+    ids, tags, hist, labels = random_windows(spec, batch)
+    start = time.perf_counter()
+    if phase == "forward":
+        forward = jax.jit(lambda p, i, t, h: apply_hybrid(p, spec, i, t, h).logits)
+        compiled = forward.lower(params, ids, tags, hist).compile()
+        compile_s = time.perf_counter() - start
+        seconds = time_calls(lambda: compiled(params, ids, tags, hist), repeats)
+        hand = forward_flops(spec)
+    else:
+        optimiser = optax.adamw(1e-3)
+        state = {"params": params, "opt": optimiser.init(params)}
+        step = make_train_step(spec, optimiser)
+        compiled = step.lower(state["params"], state["opt"], ids, tags, hist,
+                              labels).compile()
+        compile_s = time.perf_counter() - start
+
+        def run():
+            state["params"], state["opt"], loss = compiled(
+                state["params"], state["opt"], ids, tags, hist, labels)
+            return loss
+
+        seconds = time_calls(run, repeats)
+        hand = TRAIN_FLOPS_FACTOR * forward_flops(spec)
+    p50 = float(np.percentile(seconds, 50))
+    samples_per_s = batch / p50
+    return {
+        "model": model, "encoding": spec.encoding, "phase": phase, "batch": batch,
+        "samples_per_s": samples_per_s, "p50_ms": 1e3 * p50,
+        "p99_ms": 1e3 * float(np.percentile(seconds, 99)),
+        "flops_per_sample": hand,
+        "xla_flops_per_sample": xla_flops(compiled) / batch,
+        "peak_fraction": hand * samples_per_s / (peak_gflops * 1e9),
+        "compile_s": compile_s, "repeats": repeats,
+        "snn_loop": spec.snn_loop, "scan_unroll": spec.scan_unroll,
+    }
+
+
+MODELS = {"hybrid": ("snn", "kan"), "snn": ("snn",), "kan": ("kan",)}
+
+
+def models_section(config: Config, args, peak_gflops: float) -> list[dict]:
+    """The detector's models: each encoding, phase and batch size."""
+    rows = []
+    base = HybridSpec.from_config(config.model, config.data)
+    for model in args.models:
+        for encoding in args.encodings:
+            spec = dataclasses.replace(base, encoding=encoding,
+                                       branches=MODELS[model],
+                                       snn_loop=args.snn_loop,
+                                       scan_unroll=args.unroll or base.scan_unroll)
+            for phase in args.phases:
+                for batch in args.batches:
+                    repeats = args.repeats * (10 if batch == 1 else 1)
+                    row = bench_model(spec, model, phase, batch, repeats,
+                                      peak_gflops)
+                    rows.append(row)
+                    if not args.quiet:
+                        print(f"{model:6s} {encoding:5s} {phase:7s} b={batch:<5d} "
+                              f"{row['samples_per_s']:>10.0f}/s "
+                              f"p50 {row['p50_ms']:8.3f} ms "
+                              f"p99 {row['p99_ms']:8.3f} ms "
+                              f"peak {100 * row['peak_fraction']:5.1f}% "
+                              f"compile {row['compile_s']:.1f}s", flush=True)
+    return rows
+
+
+SECTIONS = {"models": models_section}
+
+
+def _csv(kind: Callable[[str], object], choices: Sequence | None = None):
+    def parse(text: str) -> list:
+        values = [kind(part) for part in text.split(",") if part]
+        bad = [v for v in values if choices is not None and v not in choices]
+        if not values or bad:
+            allowed = f" of {', '.join(map(str, choices))}" if choices else ""
+            raise UsageError(f"expected a comma-separated list{allowed}, got {text!r}")
+        return values
+    return parse
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__, out_default="runs/benchmark")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"sections to run, of {', '.join(SECTIONS)}")
+    parser.add_argument("--batches", default="1,256,1024")
+    parser.add_argument("--encodings", default="event,rate")
+    parser.add_argument("--phases", default="forward,train")
+    parser.add_argument("--models", default="hybrid",
+                        help=f"models, of {', '.join(MODELS)}")
+    parser.add_argument("--snn-loop", default="step", choices=("step", "layer"))
+    parser.add_argument("--unroll", type=int, default=0,
+                        help="LIF steps per scan iteration (0: the spec's default)")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timed calls per row (10x at batch 1)")
+    args = parser.parse_args(argv)
+    try:
+        args.only = _csv(str, tuple(SECTIONS))(args.only)
+        args.batches = _csv(int)(args.batches)
+        args.encodings = _csv(str, ("event", "rate"))(args.encodings)
+        args.phases = _csv(str, ("forward", "train"))(args.phases)
+        args.models = _csv(str, tuple(MODELS))(args.models)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.repeats < 1 or min(args.batches) < 1:
+        raise UsageError("--repeats and every batch size must be >= 1")
+    config = resolve_config(args)
+    peak = measure_peak_gflops()
+    if not args.quiet:
+        print(f"float32 matmul peak: {peak:.1f} GFLOP/s on {jax.devices()[0]}")
+    results = []
+    for name in args.only:
+        results.extend(SECTIONS[name](config, args, peak))
+    out = {"peak_gflops": peak, "device": str(jax.devices()[0]),
+           "results": results}
+    path = f"{args.out}/benchmark.json"
+    write_json_atomic(path, out)
+    if not args.quiet:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
