@@ -69,9 +69,10 @@ def _timed(function) -> float:
     return time.perf_counter() - start
 
 
-def bench_ours(tree: Path, work: Path, threads: int) -> dict[str, float]:
-    validator = IntegrityValidator([tree], work / "ours.sqlite",
-                                   scan_options=ScanOptions(hash_threads=threads))
+def bench_ours(tree: Path, work: Path, threads: int, processes: int = 1,
+               ) -> dict[str, float]:
+    options = ScanOptions(hash_threads=threads, processes=processes)
+    validator = IntegrityValidator([tree], work / "ours.sqlite", scan_options=options)
     baseline = _timed(validator.build_baseline)
     check = _timed(validator.run_integrity_check)
     return {"baseline_s": baseline, "check_s": check}
@@ -114,15 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large-mb", type=int, default=1024,
                         help="size of the large file in MiB (default 1024)")
     parser.add_argument("--threads", type=int, default=2,
-                        help="our hashing threads (default 2)")
+                        help="our threads for large files (default 2)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="our processes for big trees (default 1)")
     parser.add_argument("--workdir", help="where to build the trees "
                         "(default: a temporary folder, removed afterwards)")
     parser.add_argument("--no-aide", action="store_true",
                         help="skip AIDE even when it is installed")
     args = parser.parse_args(argv)
     resolve_config(args)
-    if args.files < 1 or args.large_mb < 1 or args.threads < 1:
-        raise UsageError("--files, --large-mb and --threads must be positive")
+    if min(args.files, args.large_mb, args.threads, args.processes) < 1:
+        raise UsageError(
+            "--files, --large-mb, --threads and --processes must be positive")
     aide = None if args.no_aide else shutil.which("aide")
     work = Path(tempfile.mkdtemp(prefix="bench_integrity_", dir=args.workdir))
     results = []
@@ -136,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.sync()  # no writeback of the new tree during the timings
             print(f"{name}: {files} files, {size / 1e6:.0f} MB", flush=True)
             row = {"case": name, "files": files, "bytes": size,
-                   "ours": _rates(bench_ours(tree, work, args.threads), files, size)}
+                   "ours": _rates(bench_ours(tree, work, args.threads,
+                                             args.processes), files, size)}
             if aide:
                 row["aide"] = _rates(bench_aide(aide, tree, work), files, size)
                 row["speedup"] = {
@@ -155,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  text=True).stdout.splitlines()[:1]
     out = Path(args.out)
     write_json_atomic(out / "benchmark_integrity.json", {
-        "threads": args.threads, "cpus": os.cpu_count(), "aide": version,
+        "threads": args.threads, "processes": args.processes,
+        "cpus": os.cpu_count(), "aide": version,
         "aide_rule": _AIDE_RULE if aide else None, "results": results})
     print(f"wrote {out / 'benchmark_integrity.json'}")
     return 0

@@ -30,7 +30,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from sentinel_jax.monitor.integrity_scan import (
     ScanResult,
     scan_paths,
 )
-from sentinel_jax.monitor.integrity_store import read_baseline, write_baseline
+from sentinel_jax.monitor.integrity_store import BaselineWriter, read_baseline
 from sentinel_jax.monitor.pathnames import as_bytes_path, escape_path, unescape_path
 
 logger = logging.getLogger(__name__)
@@ -226,8 +226,10 @@ class IntegrityValidator:
         paths = [unescape_path(path) for path in json.loads(meta["watch_paths"])]
         return cls(paths, database, hmac_key=hmac_key, **kwargs)
 
-    def _scan(self) -> ScanResult:
-        return scan_paths(self.watch_paths, self.scan_options, progress=self.progress)
+    def _scan(self, sink: Callable[[list[FileEntry]], None] | None = None,
+              ) -> ScanResult:
+        return scan_paths(self.watch_paths, self.scan_options,
+                          progress=self.progress, sink=sink)
 
     def _assess(self, report: IntegrityReport, entries: Iterable[FileEntry],
                 baseline: dict[bytes, FileEntry], now_ns: int) -> None:
@@ -247,20 +249,24 @@ class IntegrityValidator:
     def build_baseline(self) -> IntegrityReport:
         """Scans the watch paths and writes the baseline atomically.
 
+        Entries are stored as the scan records them, so writing overlaps
+        scanning; the finished file replaces the old baseline only at the end.
+
         Returns:
             A report with entry counts, errors and the forgery alarms already
             present (no added/removed/changed lists).
         """
         start = time.perf_counter()
-        result = self._scan()
-        meta = {
-            "created_ns": str(time.time_ns()), "host": socket.gethostname(),
-            "watch_paths": json.dumps([escape_path(p) for p in self.watch_paths]),
-        }
-        write_baseline(self.database, result.entries.values(), meta, self.hmac_key)
+        with BaselineWriter(self.database, self.hmac_key) as writer:
+            result = self._scan(sink=writer.add)
+            writer.commit({
+                "created_ns": str(time.time_ns()), "host": socket.gethostname(),
+                "watch_paths": json.dumps([escape_path(p)
+                                           for p in self.watch_paths]),
+            })
         report = self._report("baseline", result)
-        report.seconds = time.perf_counter() - start
         self._assess(report, result.entries.values(), {}, time.time_ns())
+        report.seconds = time.perf_counter() - start
         logger.info("baseline of %d entries written to %s", report.entries,
                     self.database)
         return report

@@ -83,6 +83,10 @@ def _load_statx():
 
 _STATX = _load_statx()
 _BUFFERS = threading.local()
+_MASK = STATX_BASIC_STATS | STATX_BTIME
+_unpack = _LAYOUT.unpack_from
+_makedev = os.makedev
+_new_result = tuple.__new__
 
 
 def has_statx() -> bool:
@@ -90,19 +94,28 @@ def has_statx() -> bool:
     return _STATX is not None
 
 
+def _thread_buffer() -> tuple[ctypes.Array, int]:
+    buffer = ctypes.create_string_buffer(_BUFFER_BYTES)
+    _BUFFERS.statx = buffer, ctypes.addressof(buffer)
+    return _BUFFERS.statx
+
+
 def lstatx(path: bytes) -> StatResult:
     """Stats ``path`` without following a final symlink.
+
+    Called once per file by the integrity scan, so it is kept lean: one
+    ``statx`` into a per-thread buffer, one ``unpack``, one tuple.
 
     Raises:
         OSError: as ``os.lstat`` would (``FileNotFoundError`` and so on).
     """
     if _STATX is None:
         return _from_lstat(os.lstat(path))
-    buffer = getattr(_BUFFERS, "statx", None)
-    if buffer is None:
-        buffer = _BUFFERS.statx = ctypes.create_string_buffer(_BUFFER_BYTES)
-    if _STATX(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW,
-              STATX_BASIC_STATS | STATX_BTIME, ctypes.addressof(buffer)) != 0:
+    try:
+        buffer, address = _BUFFERS.statx
+    except AttributeError:
+        buffer, address = _thread_buffer()
+    if _STATX(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, _MASK, address):
         code = ctypes.get_errno()
         if code == errno.ENOSYS:  # old kernel under a new libc
             return _from_lstat(os.lstat(path))
@@ -110,19 +123,16 @@ def lstatx(path: bytes) -> StatResult:
     (mask, _, attributes, nlink, uid, gid, mode, inode, size, blocks,
      attributes_mask, a_sec, a_nsec, b_sec, b_nsec, c_sec, c_nsec, m_sec,
      m_nsec, rdev_major, rdev_minor, dev_major, dev_minor,
-     _) = _LAYOUT.unpack_from(buffer)
+     _) = _unpack(buffer)
     # A zero birth time is a filesystem that stores none (images built from
     # archives), not a file born in 1970.
     btime = (b_sec * 1_000_000_000 + b_nsec
              if mask & STATX_BTIME and (b_sec or b_nsec) else None)
-    return StatResult(
-        mode=mode, inode=inode, device=os.makedev(dev_major, dev_minor),
-        nlink=nlink, uid=uid, gid=gid, size=size, blocks=blocks,
-        atime_ns=a_sec * 1_000_000_000 + a_nsec,
-        mtime_ns=m_sec * 1_000_000_000 + m_nsec,
-        ctime_ns=c_sec * 1_000_000_000 + c_nsec, btime_ns=btime,
-        rdev=os.makedev(rdev_major, rdev_minor),
-        attributes=attributes & attributes_mask)
+    return _new_result(StatResult, (
+        mode, inode, _makedev(dev_major, dev_minor), nlink, uid, gid, size,
+        blocks, a_sec * 1_000_000_000 + a_nsec, m_sec * 1_000_000_000 + m_nsec,
+        c_sec * 1_000_000_000 + c_nsec, btime, _makedev(rdev_major, rdev_minor),
+        attributes & attributes_mask))
 
 
 def _from_lstat(result: os.stat_result) -> StatResult:
