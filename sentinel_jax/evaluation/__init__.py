@@ -1,0 +1,1 @@
+"""Evaluation: metrics at validation thresholds, model comparison, plots, report."""

@@ -19,6 +19,9 @@ _EXPORTS = {
     "ForgeryRules": "sentinel_jax.monitor.forgery",
     "BaselineError": "sentinel_jax.monitor.integrity_store",
     "BaselineTamperedError": "sentinel_jax.monitor.integrity_store",
+    "LiveMonitor": "sentinel_jax.monitor.live",
+    "Alert": "sentinel_jax.monitor.live",
+    "StraceSession": "sentinel_jax.monitor.strace_session",
 }
 
 __all__ = sorted(_EXPORTS)
