@@ -16,7 +16,10 @@ Writes (``DIR`` is ``--out``, default the run folder):
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,11 +116,64 @@ def benchmark_numbers(binary: Path, events: int, seed: int = 0) -> dict[str, Any
         stream.seek(0)
         completed = subprocess.run([str(binary), "--format", "numbers"],
                                    stdin=stream, capture_output=True, check=True)
-    import json
-
     summary = json.loads(completed.stdout.decode().splitlines()[-1])
     return {"events": summary["events"], "seconds": summary["seconds"],
             "events_per_s": summary["events_per_s"]}
+
+
+# strace text is ~100 bytes a call: the stream is capped to keep it in memory.
+STRACE_BENCHMARK_MAX_EVENTS = 500_000
+_STRACE_PROGRAM = (
+    "import os, socket, subprocess\n"
+    "for _ in range(20): open('/etc/passwd').read(); os.stat('/tmp')\n"
+    "pair = socket.socketpair(); pair[0].send(b'x'); pair[1].recv(1)\n"
+    "subprocess.run(['sh', '-c', 'exit 0'])\n")
+_PID_COLUMN = re.compile(r"^(\d+)(?=\s)", re.M)
+_CHILD_PID = re.compile(r"^(.*\b(?:clone3?|v?fork)\b.*\)\s+=\s+)(\d+)$", re.M)
+
+
+def _strace_capture() -> str | None:
+    """strace text of a small Python program (``strace -f -yy``), or ``None``
+    without strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "capture.log"
+        subprocess.run([strace, "-f", "-yy", "-o", str(log), sys.executable, "-c",
+                        _STRACE_PROGRAM], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+        return log.read_text(encoding="utf-8", errors="replace")
+
+
+def _move_pids(text: str, offset: int) -> str:
+    """strace text with every pid (the -f column, clone results) + offset."""
+    text = _PID_COLUMN.sub(lambda m: str(int(m.group(1)) + offset), text)
+    return _CHILD_PID.sub(lambda m: m.group(1) + str(int(m.group(2)) + offset), text)
+
+
+def benchmark_strace(binary: Path, events: int) -> dict[str, Any] | None:
+    """Detector throughput on strace text: a real capture repeated, each copy
+    with its pids (and clone results) moved, so every copy is new processes.
+    ``None`` without strace."""
+    capture = _strace_capture()
+    if capture is None:
+        logger.warning("strace is not installed: no strace-text throughput")
+        return None
+    calls = sum(1 for line in capture.splitlines()
+                if "+++" not in line and "--- " not in line and "resumed>" not in line)
+    copies = max(1, -(-min(events, STRACE_BENCHMARK_MAX_EVENTS) // max(calls, 1)))
+    with tempfile.NamedTemporaryFile("w+b", suffix=".log") as stream:
+        for copy in range(copies):
+            stream.write(_move_pids(capture, copy * 100_000).encode())
+        stream.flush()
+        size = stream.tell()
+        stream.seek(0)
+        completed = subprocess.run([str(binary), "--format", "strace"], stdin=stream,
+                                   capture_output=True, check=True)
+    summary = json.loads(completed.stdout.decode().splitlines()[-1])
+    return {"events": summary["events"], "bytes": size, "seconds": summary["seconds"],
+            "events_per_s": summary["events_per_s"], "skipped": summary["skipped"]}
 
 
 def distill(dataset: Dataset, score_windows: WindowScorer, threshold: float,
@@ -134,7 +190,8 @@ def distill(dataset: Dataset, score_windows: WindowScorer, threshold: float,
         out: folder for ``symbolic/`` and ``rust/``.
         stride: window stride of the detector (the data config's).
         build: build and verify the crate when cargo is present.
-        benchmark_events: if > 0, measure throughput on that many numbers.
+        benchmark_events: if > 0, measure throughput on that many numbers,
+            and on strace text (at most ``STRACE_BENCHMARK_MAX_EVENTS`` calls).
         progress: progress bar over generations.
 
     Returns:
@@ -172,9 +229,9 @@ def distill(dataset: Dataset, score_windows: WindowScorer, threshold: float,
             if benchmark_events > 0:
                 verification["numbers_throughput"] = benchmark_numbers(
                     binary, benchmark_events, settings.seed)
-            # TODO: strace-text throughput, once the detector reads strace
-            # (needs the tag rule table of sentinel_jax.data.tags).
-            verification["strace_throughput"] = None
+            verification["strace_throughput"] = (
+                benchmark_strace(binary, benchmark_events)
+                if benchmark_events > 0 else None)
     else:
         verification["reason"] = "--no-rust"
     write_json_atomic(out / "rust" / "verify.json", verification)
@@ -193,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-rust", action="store_true",
                         help="write the crate but do not build it")
     parser.add_argument("--benchmark-events", type=int, default=0, metavar="N",
-                        help="measure detector throughput on N syscall numbers")
+                        help="measure detector throughput on N syscall numbers "
+                             "(and on up to 500k calls of strace text)")
     args = parser.parse_args(argv)
     config = resolve_config(args)
     from sentinel_jax.training.checkpoint import CheckpointError, load_run
@@ -223,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verify.get("built"):
         print(f"rust: {verify['binary_bytes']} bytes, max |diff| "
               f"{verify['max_abs_diff']:.3g}")
+        for kind in ("numbers", "strace"):
+            speed = verify.get(f"{kind}_throughput")
+            if speed:
+                print(f"rust {kind}: {speed['events_per_s']:.3g} events/s")
     else:
         print(f"rust: not built ({verify.get('reason')})")
     return 0

@@ -20,13 +20,18 @@ Usage in a script::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from sentinel_jax.config import Config, apply_overrides, load_config
 from sentinel_jax.errors import InputError
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+RULE = "=" * 72
 
 
 class UsageError(InputError):
@@ -120,3 +125,38 @@ def run_main(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def load_experiment(name: str) -> ModuleType:
+    """Imports ``experiments/NAME.py`` of this checkout as a module.
+
+    The pipeline and the menu run the scripts' own ``main`` functions, so every
+    way of starting a job goes through the same code.
+    """
+    path = EXPERIMENTS / f"{name}.py"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: missing; jobs run the experiment scripts of a source checkout"
+        )
+    spec = importlib.util.spec_from_file_location(f"sentinel_experiments.{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def banner() -> str:
+    """The start banner: versions, backend and devices."""
+    import jax
+
+    devices = jax.devices()
+    kinds = sorted({device.device_kind for device in devices})
+    return "\n".join([
+        RULE,
+        "  SENTINEL JAX - neuromorphic host intrusion detection",
+        "  SNN-KAN hybrid | symbolic distillation | Rust detector | host monitors",
+        RULE,
+        f"  JAX {jax.__version__} | backend: {jax.default_backend()} | "
+        f"devices: {len(devices)} x {', '.join(kinds)}",
+        RULE,
+    ])

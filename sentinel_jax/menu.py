@@ -13,17 +13,16 @@ end of input at the menu exits with status 0.
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TextIO
 
 import yaml
 
+from sentinel_jax.cli import banner, load_experiment, run_main
 from sentinel_jax.config import (
     ConfigError,
     apply_overrides,
@@ -33,46 +32,11 @@ from sentinel_jax.config import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
 CONFIGS = REPO / "configs"
-RULE = "=" * 70
 
 
 class InputClosedError(Exception):
     """Standard input closed: leave the menu."""
-
-
-def load_script(name: str) -> ModuleType:
-    """Imports ``experiments/NAME.py`` as a module (scripts are not a package)."""
-    path = EXPERIMENTS / f"{name}.py"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: the menu runs the experiment scripts of a source checkout"
-        )
-    spec = importlib.util.spec_from_file_location(f"sentinel_experiments.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-def banner() -> str:
-    """The start banner: versions, backend and devices."""
-    import jax
-
-    devices = jax.devices()
-    kinds = sorted({device.device_kind for device in devices})
-    return "\n".join(
-        [
-            RULE,
-            "  SENTINEL JAX - neuromorphic host intrusion detection",
-            "  SNN-KAN hybrid | symbolic distillation | Rust detector | host monitors",
-            RULE,
-            f"  JAX {jax.__version__} | backend: {jax.default_backend()} | "
-            f"devices: {len(devices)} x {', '.join(kinds)}",
-            RULE,
-        ]
-    )
 
 
 @dataclass
@@ -101,9 +65,7 @@ class Session:
 
 def _run(session: Session, script: str, argv: Sequence[str]) -> int:
     session.say(f"\n  $ python experiments/{script}.py {shlex.join(argv)}\n")
-    module = load_script(script)
-    from sentinel_jax.cli import run_main
-
+    module = load_experiment(script)
     try:
         status = run_main(module.main, list(argv))
     except SystemExit as exit_:  # argparse exits on bad flags

@@ -102,8 +102,9 @@ class ProcessState:
         if annotation is None:
             return info
         learned = info_from_annotation(annotation)
-        if learned is not None and (info is None or (
-                learned.path, learned.kind) != (info.path, info.kind)
+        if learned is info:
+            return info
+        if (info is None or (learned.path, learned.kind) != (info.path, info.kind)
                 or (learned.scope and learned.scope != info.scope)):
             if info is not None:
                 learned = FdInfo(learned.kind, learned.path,
@@ -121,17 +122,32 @@ class ProcessState:
                             self.fds if shares_files else dict(self.fds), self.cwd)
 
 
-def info_from_annotation(annotation: str) -> FdInfo | None:
+# Annotation text -> FdInfo. With -y every read and write names its
+# descriptor's file again; the info is immutable, so one object serves all.
+_ANNOTATION_CACHE: dict[str, FdInfo] = {}
+_ANNOTATION_CACHE_SIZE = 1 << 14
+
+
+def info_from_annotation(annotation: str) -> FdInfo:
     """An :class:`FdInfo` from a ``-y``/``-yy`` annotation text."""
+    info = _ANNOTATION_CACHE.get(annotation)
+    if info is not None:
+        return info
     if annotation.startswith("/"):
-        return FdInfo(FILE, annotation_path(annotation))
-    if annotation.startswith("pipe:"):
-        return FdInfo(PIPE)
-    peer = annotation_peer(annotation)
-    if peer is not None:
-        return FdInfo(SOCKET, family=peer[0] if peer[0] != "socket" else None,
-                      scope=peer[1])
-    return FdInfo(OTHER)
+        info = FdInfo(FILE, annotation_path(annotation))
+    elif annotation.startswith("pipe:"):
+        info = FdInfo(PIPE)
+    else:
+        peer = annotation_peer(annotation)
+        if peer is not None:
+            info = FdInfo(SOCKET, family=peer[0] if peer[0] != "socket" else None,
+                          scope=peer[1])
+        else:
+            info = FdInfo(OTHER)
+    if len(_ANNOTATION_CACHE) >= _ANNOTATION_CACHE_SIZE:
+        _ANNOTATION_CACHE.clear()
+    _ANNOTATION_CACHE[annotation] = info
+    return info
 
 
 def _result_fd(result: int | None) -> int | None:
@@ -192,7 +208,8 @@ def apply_call(state: ProcessState, name: str, args: list[str] | None,
         return
     fds = state.fds
     if name == "close":
-        fds.pop(parse_fd(args_text)[0], None)
+        fds.pop(int(args_text) if args_text.isdecimal()
+                else parse_fd(args_text)[0], None)
         return
     if args is None:
         args = split_args(args_text)

@@ -31,6 +31,14 @@ from typing import IO, NamedTuple
 
 from sentinel_jax.data.fdtable import EFFECT_CALLS, ProcessState, apply_call
 from sentinel_jax.data.straceargs import split_args
+from sentinel_jax.data.straceline import (
+    COMPLETE,
+    LEAD,
+    UNFINISHED_MARK,
+    parse_timestamp,
+    read_call,
+    read_resumed,
+)
 from sentinel_jax.data.syscalls import canonical_name
 from sentinel_jax.data.tagger import Tagger, default_tagger
 from sentinel_jax.data.traces import NORMAL, Trace
@@ -44,11 +52,14 @@ _HEAD = re.compile(
     r"(?:(\d+(?::\d\d)*(?:\.\d+)?)\s+)?"
     r"(?:\[\s*(\d+)\]\s+)?"
     r"(?:\[[0-9a-fA-F?]+\]\s+)?")
-# TODO: measured ~150-160k calls per CPU second on a shared 2-core machine
-# (scripts/bench_strace_parse.py), short of the live monitor's 200k goal;
-# cheaper flag pre-checks and a leaner fast-path regex are the next steps.
-# The common case in one match: prefix, name, arguments and result. The
-# greedy argument group backtracks to the last ") = " the result fits.
+# TODO: one core reads ~170k calls/s of synthetic and ~120k of real -ttt -yy
+# logs (scripts/bench_strace_parse.py), short of the 400k the live monitor
+# needs to leave a core for scoring at 200k calls/s. Line reading is now ~2 us
+# of ~6 us per line; the rest is tagging and the descriptor table (openat,
+# fcntl, mmap argument reading). Next: a reader process feeding the scorer.
+# The general reading of a complete call in one match: prefix, name,
+# arguments and result. The greedy argument group backtracks to the last
+# ") = " the result fits. (Common lines are read faster by straceline.)
 _FAST = re.compile(
     r"(?:\[pid\s+(\d+)\]\s*|(\d+)\s+)?"
     r"(?:(\d+(?::\d\d)*(?:\.\d+)?)\s+)?"
@@ -63,9 +74,12 @@ _RESULT = re.compile(
     r"(-?\d+|0x[0-9a-fA-F]+|\?)(?:<(.*?)>)?(?:\s+(E[A-Z0-9_]+))?"
     r"(?:\s*\((.*)\))?(?:\s+<(\d+(?:\.\d+)?)>)?\s*$")
 _EXIT = re.compile(r"\+\+\+ (?:exited with -?\d+|killed by \w+|superseded by)")
-_UNFINISHED = "<unfinished ...>"
+_UNFINISHED = UNFINISHED_MARK
+_LEAD_MATCH = LEAD.match
 _CLONES = frozenset({"clone", "clone3", "fork", "vfork"})
 _ANON_PID = 0
+# What _complete does besides recording a call, by raw name.
+_NO_EFFECT, _APPLY, _SPAWN = 0, 1, 2
 
 
 class StraceCall(NamedTuple):
@@ -120,30 +134,29 @@ class ParseStats:
                 + (f" ({skipped})" if skipped else ""))
 
 
-def _timestamp(text: str | None) -> float | None:
-    if text is None:
-        return None
-    if ":" not in text:
-        return float(text)
-    seconds = 0.0
-    for part in text.split(":"):
-        seconds = seconds * 60 + float(part)
-    return seconds
-
-
 class StraceParser:
     """Streaming, stateful strace text parser.
+
+    Two routes give the same calls and tags. The fast route (the default)
+    reads common line shapes with string searches
+    (:mod:`sentinel_jax.data.straceline`), splits arguments only for calls a
+    tag rule or the descriptor table reads, and takes the tagger's shortcuts.
+    The reference route (``shortcuts=False``) reads every line with the
+    general regexes, splits every call's arguments and evaluates every rule
+    that names the call: slower, and there to check the fast route against.
 
     Args:
         tagger: the compiled rule table; the default is built once.
         keep_events: keep each process's names and tags and hand them out as it
             exits (:meth:`pop_finished`); off for pure call streaming.
+        shortcuts: take the fast route; ``False`` for the reference route.
     """
 
-    def __init__(self, tagger: Tagger | None = None, keep_events: bool = False
-                 ) -> None:
+    def __init__(self, tagger: Tagger | None = None, keep_events: bool = False,
+                 *, shortcuts: bool = True) -> None:
         self.tagger = tagger if tagger is not None else default_tagger()
         self.keep_events = keep_events
+        self.shortcuts = shortcuts
         self.stats = ParseStats()
         self.processes: dict[int, ProcessState] = {}
         # Pid that lines without a pid turned out to belong to.
@@ -151,9 +164,12 @@ class StraceParser:
         self._cloning: dict[int, ProcessState] = {}
         self._finished: list[ProcessState] = []
         self._carry = ""
-        self._arg_calls = self.tagger.arg_calls
-        self._names: dict[str, str] = {}
-        self._split_calls = self.tagger.split_calls | (EFFECT_CALLS - {"close"})
+        # Raw name -> (canonical name, split arguments?, tag arguments?,
+        # effect), filled as names are met.
+        self._plans: dict[str, tuple[str, bool, bool, int]] = {}
+        if not shortcuts:
+            self.feed = self._feed_general
+            self._complete = self._complete_reference
 
     # -- processes ----------------------------------------------------------
 
@@ -238,6 +254,90 @@ class StraceParser:
 
     def feed(self, line: str) -> list[StraceCall]:
         """Reads one line; returns the calls it completes (often one, or none)."""
+        lead = None if self._carry else _LEAD_MATCH(line)
+        if lead is None:
+            return self._feed_general(line)
+        pid_text, clock, raw_name, resumed_name = lead.groups()
+        start = lead.end()
+        if raw_name is None:
+            return self._feed_resumed(line, start, pid_text, clock, resumed_name)
+
+        # The commonest line of all, "pid name(args) = number", inline.
+        head, equals, tail = line.rpartition(" = ")
+        value = tail.rstrip()
+        if equals and value.isdecimal() and head[-1] == ")" and len(head) > start:
+            args = head[start:-1]
+            result, errno, duration, annotation = int(value), None, None, None
+        else:
+            parts = read_call(line, start)
+            if parts is None:
+                return self._feed_general(line)
+            if parts[0] != COMPLETE:
+                return self._feed_unfinished(line, pid_text, clock, raw_name,
+                                             parts[1])
+            _, args, result, errno, duration, annotation = parts
+        self.stats.lines += 1
+        pid = int(pid_text) if pid_text is not None else (
+            self.anon_pid if self.anon_pid is not None else _ANON_PID)
+        state = self.processes.get(pid)
+        if state is None:
+            state = self._state(pid, raw_name)
+        if state.pending is not None or _UNFINISHED in args:
+            return self._slow(line)
+        return [self._complete(state, raw_name, args, result, errno,
+                               parse_timestamp(clock) if clock else None,
+                               duration, None, annotation)]
+
+    def _pid(self, pid_text: str | None) -> int:
+        if pid_text is not None:
+            return int(pid_text)
+        return self.anon_pid if self.anon_pid is not None else _ANON_PID
+
+    def _feed_unfinished(self, line: str, pid_text: str | None,
+                         clock: str | None, raw_name: str, prefix: str
+                         ) -> list[StraceCall]:
+        """The first half of an interrupted call: kept until it resumes."""
+        self.stats.lines += 1
+        pid = self._pid(pid_text)
+        state = self.processes.get(pid)
+        if state is None:
+            state = self._state(pid, raw_name)
+        calls = self._flush(state)
+        state.pending = (raw_name, prefix, parse_timestamp(clock), None)
+        if raw_name in _CLONES:
+            self._cloning[state.pid] = state
+        return calls
+
+    def _feed_resumed(self, line: str, start: int, pid_text: str | None,
+                      clock: str | None, raw_name: str) -> list[StraceCall]:
+        """The second half of an interrupted call, joined to its first."""
+        parts = read_resumed(line, start)
+        if parts is None:
+            return self._feed_general(line)
+        args, result, errno, duration, annotation = parts
+        self.stats.lines += 1
+        pid = self._pid(pid_text)
+        state = self.processes.get(pid)
+        if state is None:
+            state = self._state(pid, f"<... {raw_name} resumed>")
+        self._cloning.pop(state.pid, None)
+        pending = state.pending
+        if pending is not None and pending[0] == raw_name:
+            state.pending = None
+            _, prefix, timestamp, number = pending
+            if prefix:
+                args = f"{prefix} {args.lstrip()}" if args.strip() else prefix
+            calls = []
+        else:
+            calls = self._flush(state)
+            self.stats.orphan_resumed += 1
+            timestamp, number = parse_timestamp(clock), None
+        calls.append(self._complete(state, raw_name, args, result, errno,
+                                    timestamp, duration, number, annotation))
+        return calls
+
+    def _feed_general(self, line: str) -> list[StraceCall]:
+        """Reads one line with the general regexes (the reference route)."""
         stats = self.stats
         stats.lines += 1
         if self._carry:
@@ -266,7 +366,7 @@ class StraceParser:
                 errno = None
             return [self._complete(
                 state, raw_name, args, result, errno,
-                _timestamp(timestamp) if timestamp else None,
+                parse_timestamp(timestamp) if timestamp else None,
                 float(duration) if duration else None,
                 int(number) if number else None, annotation)]
         return self._slow(line)
@@ -309,14 +409,14 @@ class StraceParser:
         if body.rstrip().endswith(_UNFINISHED):
             return self._unfinished(state, raw_name, body, head)
         return self._finish_line(state, raw_name, "", body, head,
-                                 _timestamp(head.group(3)))
+                                 parse_timestamp(head.group(3)))
 
     def _unfinished(self, state: ProcessState, raw_name: str, body: str,
                     head: re.Match) -> list[StraceCall]:
         calls = self._flush(state)
         prefix = body.rstrip()[: -len(_UNFINISHED)].rstrip()
         number = head.group(4)
-        state.pending = (raw_name, prefix, _timestamp(head.group(3)),
+        state.pending = (raw_name, prefix, parse_timestamp(head.group(3)),
                          int(number) if number else None)
         if raw_name in _CLONES:
             self._cloning[state.pid] = state
@@ -339,7 +439,7 @@ class StraceParser:
         else:
             calls = self._flush(state)
             self.stats.orphan_resumed += 1
-            prefix, timestamp, number = "", _timestamp(head.group(3)), None
+            prefix, timestamp, number = "", parse_timestamp(head.group(3)), None
         stripped = body.lstrip()
         if stripped.startswith(_UNFINISHED):
             # Interrupted again, usually because the process is dying.
@@ -385,24 +485,66 @@ class StraceParser:
         self.stats.skipped["no_result"] += 1
         return []
 
+    def _plan(self, raw_name: str) -> tuple[str, bool, bool, int]:
+        """What completing a call named ``raw_name`` involves."""
+        tagger = self.tagger
+        if raw_name in EFFECT_CALLS:
+            effect = _APPLY
+        elif raw_name in _CLONES:
+            effect = _SPAWN
+        else:
+            effect = _NO_EFFECT
+        split = raw_name in tagger.split_calls or (
+            effect == _APPLY and raw_name != "close")
+        plan = (canonical_name(raw_name), split, raw_name in tagger.arg_calls,
+                effect)
+        self._plans[raw_name] = plan
+        return plan
+
     def _complete(self, state: ProcessState, raw_name: str, args_text: str,
                   result: int | None, errno: str | None,
                   timestamp: float | None, duration: float | None,
                   number: int | None, annotation: str | None) -> StraceCall:
-        args = split_args(args_text) if raw_name in self._split_calls else None
-        if errno is None and raw_name not in self._arg_calls:
-            tags = 0
-        else:
+        plan = self._plans.get(raw_name)
+        if plan is None:
+            plan = self._plan(raw_name)
+        name, split, tag_args, effect = plan
+        args = split_args(args_text) if split else None
+        if tag_args:
             tags = self.tagger.tag(raw_name, args_text, result, errno, state, args)
+        elif errno is not None:
+            tags = self.tagger.errno_mask(errno)
+        else:
+            tags = 0
+        if effect == _APPLY:
+            apply_call(state, raw_name, args, args_text, result, annotation)
+        elif effect == _SPAWN and result is not None and result > 0:
+            self._spawned(state, result, args_text)
+        if annotation is not None and result is not None and result >= 0:
+            state.learn(result, annotation)
+        if state.names is not None:
+            state.names.append(name)
+            state.tags.append(tags)
+        self.stats.calls += 1
+        return StraceCall(state.pid, name, raw_name, args_text, result, errno,
+                          timestamp, duration, tags, number)
+
+    def _complete_reference(self, state: ProcessState, raw_name: str,
+                            args_text: str, result: int | None,
+                            errno: str | None, timestamp: float | None,
+                            duration: float | None, number: int | None,
+                            annotation: str | None) -> StraceCall:
+        """:meth:`_complete` without shortcuts: every call's arguments split,
+        every rule naming the call evaluated."""
+        args = split_args(args_text)
+        tags = self.tagger.tag_exhaustive(raw_name, args, result, errno, state)
         if raw_name in EFFECT_CALLS:
             apply_call(state, raw_name, args, args_text, result, annotation)
         elif raw_name in _CLONES and result is not None and result > 0:
             self._spawned(state, result, args_text)
         if annotation is not None and result is not None and result >= 0:
             state.learn(result, annotation)
-        name = self._names.get(raw_name)
-        if name is None:
-            name = self._names[raw_name] = canonical_name(raw_name)
+        name = canonical_name(raw_name)
         if state.names is not None:
             state.names.append(name)
             state.tags.append(tags)

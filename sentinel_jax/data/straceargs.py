@@ -17,7 +17,11 @@ import re
 # Characters that open or close a nesting level, separate arguments or start a
 # string or a descriptor annotation.
 _SPECIAL = re.compile(r'["\[\]{}(),<]')
-_STRING_TAIL = re.compile(r'(?:[^"\\]|\\.)*(?:"|$)', re.S)
+# Text that may need the full scan: nesting, annotations or escapes.
+_NESTING = re.compile(r"[\[\]{}()<\\]")
+# The rest of a quoted string; truncated text may end inside it, even on a
+# dangling backslash.
+_STRING_TAIL = re.compile(r'(?:[^"\\]|\\.)*(?:"|\\?$)', re.S)
 # A -y annotation: any text without angle brackets, where [...] (socket
 # endpoints such as "1.2.3.4:5->6.7.8.9:10") may hold a '>', and -yy's device
 # numbers may follow in a nested <char 1:3>.
@@ -45,6 +49,12 @@ def split_args(text: str) -> list[str]:
     Returns:
         The arguments, stripped; ``[]`` for empty text.
     """
+    if _NESTING.search(text) is None:
+        # Flat text: only commas inside quotes could mislead a plain split.
+        pieces = text.split('"')
+        if len(pieces) % 2 and not any("," in piece for piece in pieces[1::2]):
+            return ([arg.strip() for arg in text.split(",")]
+                    if "," in text or text.strip() else [])
     args: list[str] = []
     depth = 0
     start = 0

@@ -46,6 +46,10 @@ _WRITE_BITS = (FLAG_BITS["O_WRONLY"] | FLAG_BITS["O_RDWR"] | FLAG_BITS["O_CREAT"
                | FLAG_BITS["O_APPEND"] | FLAG_BITS["O_TRUNC"])
 _PROC_PID = re.compile(r"/proc/(\d+|thread-self)(?=/|$)")
 _PATH_CACHE_SIZE = 1 << 16
+# A leading descriptor with its -y annotation, exactly as split_args cuts the
+# first argument (the annotation's own commas and angle brackets kept).
+_ANNOTATED_FD = re.compile(
+    r"-?\d+(?><(?:[^<>\[\]]|\[[^\]]*\])*(?:<[^<>]*>)?>)(?=,|\Z)")
 
 
 def _glob_regex(patterns: Sequence[str]) -> re.Pattern | None:
@@ -150,7 +154,10 @@ class Tagger:
         """The tag mask of one call, made by the process ``state``.
 
         Call before the call's effect is applied to ``state`` (arguments name
-        descriptors as they were before the call).
+        descriptors as they were before the call). Calls no rule reads the
+        arguments of cost a set lookup, and calls whose only input is the
+        descriptor in front (``read``, ``write``) are read without splitting;
+        the result is always that of :meth:`tag_exhaustive`.
 
         Args:
             name: raw syscall name.
@@ -165,16 +172,35 @@ class Tagger:
             return mask
         accesses = self._fd_only.get(name)
         if accesses is not None:
-            token = args_text[:args_text.find(",")]
-            if token.isdigit():
+            comma = args_text.find(",")
+            token = args_text[:comma] if comma >= 0 else args_text
+            if token.isdecimal():
                 info = state.fds.get(int(token))
             else:
-                info = state.learn(*parse_fd(args_text))
+                annotated = _ANNOTATED_FD.match(args_text)
+                if annotated is None:
+                    args = args if args is not None else split_args(args_text)
+                    return mask | self._rules_mask(name, args, result, state)
+                info = state.learn(*parse_fd(annotated.group()))
             if info is not None and info.path is not None:
                 mask |= self.path_mask(info.path, accesses)
             return mask
         if args is None:
             args = split_args(args_text)
+        return mask | self._rules_mask(name, args, result, state)
+
+    def tag_exhaustive(self, name: str, args: list[str], result: int | None,
+                       errno: str | None, state: ProcessState) -> int:
+        """:meth:`tag` with no shortcut: every rule naming the call evaluated
+        on the split arguments ``args``. The reference :meth:`tag` is checked
+        against."""
+        mask = self.errno_mask(errno) if errno is not None else 0
+        return mask | self._rules_mask(name, args, result, state)
+
+    def _rules_mask(self, name: str, args: list[str], result: int | None,
+                    state: ProcessState) -> int:
+        """Tags of the path and argument rules for call ``name``."""
+        mask = 0
         specs = PATH_ARGS.get(name)
         if specs is not None:
             for accesses, dirfd_arg, path_arg in specs:

@@ -7,7 +7,11 @@ that depend on a run are generated here:
 * ``tables.rs``: the vocabulary, the alias map and uid-32 names of
   :mod:`sentinel_jax.data.syscalls`, and the i386 and x86_64 number tables;
 * ``model.rs``: the operators (rendered from their one definition), the
-  equation, the threshold and the window geometry.
+  equation, the threshold and the window geometry;
+* ``tags.rs``: the tag rule table of :mod:`sentinel_jax.data.tags`, rendered
+  by :mod:`sentinel_jax.symbolic.rust_tags` for the strace reader
+  (``strace.rs``, ``straceargs.rs``, ``fdtable.rs``, ``tagger.rs``: ports of
+  the Python reader, so both derive the same events and tags).
 
 :func:`verify` runs the binary on hist rows and compares its scores with the
 Python equation's.
@@ -37,11 +41,13 @@ from sentinel_jax.data.syscalls import (
 from sentinel_jax.data.tags import NUM_TAGS
 from sentinel_jax.symbolic.equation import Equation
 from sentinel_jax.symbolic.operators import float_literal, rust_prelude
+from sentinel_jax.symbolic.rust_tags import render_tags
 
 logger = logging.getLogger(__name__)
 
 CRATE_NAME = "sentinel_detector"
-TEMPLATES = ("main.rs", "names.rs", "window.rs")
+TEMPLATES = ("main.rs", "names.rs", "window.rs", "strace.rs", "straceargs.rs",
+             "fdtable.rs", "tagger.rs")
 _CARGO_TOML = f"""[package]
 name = "{CRATE_NAME}"
 version = "0.1.0"
@@ -174,6 +180,7 @@ def write_crate(equation: Equation, spec: DetectorSpec,
                           (templates / name).read_text(encoding="utf-8"))
     write_text_atomic(source / "tables.rs", render_tables(spec.vocabulary))
     write_text_atomic(source / "model.rs", render_model(equation, spec))
+    write_text_atomic(source / "tags.rs", render_tags())
     return folder
 
 

@@ -2,20 +2,31 @@
 //! the distilled equation, prints one JSON line per alerting window and a
 //! summary line.
 //!
-//! Usage: detector [--format auto|numbers|names|hist] [--arch i386|x86_64]
-//!                 [--threshold X] [--all] [--events]
+//! Usage: detector [--format auto|strace|numbers|names|hist]
+//!                 [--arch i386|x86_64] [--threshold X] [--all] [--events]
 //!
 //! A window alerts when its score is at or above the threshold. `--all`
 //! prints every window, alerting or not; `--events` prints each event's
 //! channel and tag mask (to check the reader against Python's).
+//! * strace: strace text (`strace -f [-o FILE]`, any of -t/-tt/-ttt/-T/-n/
+//!   -y/-yy); each process gets its own windows, events carry tags from the
+//!   rule table, and window lines carry the `pid` and its `run` (1, then 2...
+//!   when a pid is reused); `--events` lines are `pid channel mask`. In
+//!   terminal output strace prints no pid until a second process exists:
+//!   windows ending before then carry pid 0;
 //! * numbers: syscall numbers separated by spaces or newlines (ADFA-LD);
 //! * names: one syscall name per token (any spelling `canonical_name` folds);
 //! * hist: one window per line, its hist channels as numbers; prints the
 //!   score of each line (used to verify the equation against Python).
 
+mod fdtable;
 mod model;
 mod names;
+mod strace;
+mod straceargs;
 mod tables;
+mod tagger;
+mod tags;
 mod window;
 
 use std::collections::HashMap;
@@ -24,10 +35,12 @@ use std::process::exit;
 use std::time::Instant;
 
 use names::{canonical_name, Vocabulary};
+use strace::{Output, StraceParser};
 use window::{Window, Windower};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Format {
+    Strace,
     Numbers,
     Names,
     Hist,
@@ -43,7 +56,7 @@ struct Options {
 
 fn usage(message: &str) -> ! {
     eprintln!("detector: error: {}", message);
-    eprintln!("usage: detector [--format auto|numbers|names|hist] \
+    eprintln!("usage: detector [--format auto|strace|numbers|names|hist] \
                [--arch i386|x86_64] [--threshold X] [--all] [--events]");
     exit(2);
 }
@@ -62,11 +75,12 @@ fn parse_options() -> Options {
             "--format" => {
                 options.format = match args.next().as_deref() {
                     Some("auto") => None,
+                    Some("strace") => Some(Format::Strace),
                     Some("numbers") => Some(Format::Numbers),
                     Some("names") => Some(Format::Names),
                     Some("hist") => Some(Format::Hist),
                     other => usage(&format!(
-                        "--format expects auto, numbers, names or hist, got {:?}",
+                        "--format expects auto, strace, numbers, names or hist, got {:?}",
                         other)),
                 }
             }
@@ -106,8 +120,11 @@ struct Report {
     max_score: f64,
 }
 
+/// Scores one window; prints it when it alerts (or with `--all`).
+/// `process` is the (pid, run) of strace input.
 fn emit<W: Write>(out: &mut W, report: &mut Report, options: &Options,
-                  windower: &mut Windower, window: Window) {
+                  windower: &mut Windower, window: Window,
+                  process: Option<(i64, u64)>) {
     let score = model::score(windower.hist(window.length));
     let alert = score >= options.threshold;
     report.windows += 1;
@@ -118,7 +135,12 @@ fn emit<W: Write>(out: &mut W, report: &mut Report, options: &Options,
         report.alerts += 1;
     }
     if alert || options.all {
-        let _ = writeln!(out, "{{\"window\":{},\"start\":{},\"length\":{},\
+        if let Some((pid, run)) = process {
+            let _ = write!(out, "{{\"pid\":{},\"run\":{},", pid, run);
+        } else {
+            let _ = write!(out, "{{");
+        }
+        let _ = writeln!(out, "\"window\":{},\"start\":{},\"length\":{},\
                          \"score\":{},\"alert\":{}}}",
                          report.windows - 1, window.start, window.length,
                          json_number(score), alert);
@@ -185,7 +207,7 @@ fn run_numbers<W: Write>(input: &mut dyn Read, first: &[u8], table: &[u16],
                         let _ = writeln!(out, "{} 0", id);
                     }
                     if let Some(w) = windower.push(id, 0) {
-                        emit(out, report, options, &mut windower, w);
+                        emit(out, report, options, &mut windower, w, None);
                     }
                 } else if bad {
                     *skipped += 1;
@@ -216,13 +238,13 @@ fn run_numbers<W: Write>(input: &mut dyn Read, first: &[u8], table: &[u16],
             let _ = writeln!(out, "{} 0", id);
         }
         if let Some(w) = windower.push(id, 0) {
-            emit(out, report, options, &mut windower, w);
+            emit(out, report, options, &mut windower, w, None);
         }
     } else if bad {
         *skipped += 1;
     }
     if let Some(w) = windower.finish() {
-        emit(out, report, options, &mut windower, w);
+        emit(out, report, options, &mut windower, w, None);
     }
     report.events = windower.total();
 }
@@ -245,13 +267,108 @@ fn run_names<W: Write>(input: &mut dyn Read, first: &[u8], vocabulary: &Vocabula
             let _ = writeln!(out, "{} 0", id);
         }
         if let Some(w) = windower.push(id, 0) {
-            emit(out, report, options, &mut windower, w);
+            emit(out, report, options, &mut windower, w, None);
         }
     });
     if let Some(w) = windower.finish() {
-        emit(out, report, options, &mut windower, w);
+        emit(out, report, options, &mut windower, w, None);
     }
     report.events = windower.total();
+}
+
+/// Splits a byte stream into lines (without `\n` or `\r\n`), invalid UTF-8
+/// replaced as Python's `errors="replace"` does.
+fn for_each_line<F: FnMut(&str)>(input: &mut dyn Read, first: &[u8], mut f: F) {
+    let mut partial: Vec<u8> = Vec::with_capacity(4096);
+    let mut buffer = vec![0u8; 1 << 20];
+    let line_of = |bytes: &[u8], f: &mut F| {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        match std::str::from_utf8(bytes) {
+            Ok(text) => f(text),
+            Err(_) => f(&String::from_utf8_lossy(bytes)),
+        }
+    };
+    let handle = |chunk: &[u8], partial: &mut Vec<u8>, f: &mut F| {
+        let mut start = 0;
+        while let Some(offset) = chunk[start..].iter().position(|&b| b == b'\n') {
+            let end = start + offset;
+            if partial.is_empty() {
+                line_of(&chunk[start..end], f);
+            } else {
+                partial.extend_from_slice(&chunk[start..end]);
+                line_of(partial, f);
+                partial.clear();
+            }
+            start = end + 1;
+        }
+        partial.extend_from_slice(&chunk[start..]);
+    };
+    handle(first, &mut partial, &mut f);
+    loop {
+        let read = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(ref e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => { eprintln!("detector: error: reading stdin: {}", e); exit(2) }
+        };
+        handle(&buffer[..read], &mut partial, &mut f);
+    }
+    if !partial.is_empty() {
+        line_of(&partial, &mut f);
+    }
+}
+
+/// Per-process windows over strace text.
+struct StraceWindows {
+    windowers: HashMap<u64, Windower>,
+    /// Processes finished so far per pid: a live process's run is this + 1.
+    finished: HashMap<i64, u64>,
+}
+
+impl StraceWindows {
+    fn drain<W: Write>(&mut self, parser: &mut StraceParser, out: &mut W,
+                       options: &Options, report: &mut Report) {
+        for output in parser.out.drain(..) {
+            match output {
+                Output::Call { pid, serial, channel, tags } => {
+                    if options.events {
+                        let _ = writeln!(out, "{} {} {}", pid, channel, tags);
+                    }
+                    let windower = self.windowers.entry(serial).or_insert_with(Windower::new);
+                    if let Some(w) = windower.push(channel, tags) {
+                        let run = self.finished.get(&pid).copied().unwrap_or(0) + 1;
+                        emit(out, report, options, windower, w, Some((pid, run)));
+                    }
+                }
+                Output::Finished { pid, serial } => {
+                    let run = self.finished.get(&pid).copied().unwrap_or(0) + 1;
+                    if let Some(mut windower) = self.windowers.remove(&serial) {
+                        if let Some(w) = windower.finish() {
+                            emit(out, report, options, &mut windower, w, Some((pid, run)));
+                        }
+                    }
+                    self.finished.insert(pid, run);
+                }
+            }
+        }
+    }
+}
+
+fn run_strace<W: Write>(input: &mut dyn Read, first: &[u8], vocabulary: Vocabulary,
+                        out: &mut W, options: &Options, report: &mut Report,
+                        skipped: &mut u64) {
+    let mut parser = StraceParser::new(vocabulary);
+    let mut windows = StraceWindows { windowers: HashMap::new(), finished: HashMap::new() };
+    for_each_line(input, first, |line| {
+        parser.feed(line);
+        if !parser.out.is_empty() {
+            windows.drain(&mut parser, out, options, report);
+        }
+    });
+    parser.finish();
+    windows.drain(&mut parser, out, options, report);
+    report.events = parser.stats.calls;
+    *skipped = parser.stats.skipped;
 }
 
 fn run_hist<W: Write>(input: &mut dyn Read, first: &[u8], out: &mut W,
@@ -297,8 +414,20 @@ fn run_hist<W: Write>(input: &mut dyn Read, first: &[u8], out: &mut W,
     }
 }
 
+/// strace text shows calls (`name(`), resumptions, signals or exits on its
+/// first line; names and numbers never hold those characters.
+fn looks_like_strace(text: &str) -> bool {
+    text.lines().find(|line| !line.trim().is_empty()).map_or(false, |line| {
+        line.contains('(') || line.contains("<... ") || line.contains("+++ ")
+            || line.contains("--- ")
+    })
+}
+
 fn detect_format(first: &[u8]) -> Format {
     let text = String::from_utf8_lossy(first);
+    if looks_like_strace(&text) {
+        return Format::Strace;
+    }
     let token = text.split_whitespace().next().unwrap_or("");
     if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit() || b == b',') {
         Format::Numbers
@@ -330,6 +459,11 @@ fn main() {
     let started = Instant::now();
     let vocabulary = Vocabulary::new();
     let format_name = match format {
+        Format::Strace => {
+            run_strace(&mut input, &first, vocabulary, &mut out, &options, &mut report,
+                       &mut skipped);
+            "strace"
+        }
         Format::Numbers => {
             let table = vocabulary.number_table(&options.arch)
                 .unwrap_or_else(|| usage("unknown architecture"));
