@@ -6,18 +6,24 @@ pairs, socket calls, signals, exits, forks) and times
 :class:`~sentinel_jax.data.strace.StraceParser` over it, tags included. The
 live monitor needs at least 200,000 calls per second including parsing.
 
+A saved log (``--log``, e.g. ``strace -f -ttt -yy -o LOG``, the live
+monitor's flags) can be timed instead; ``--reference`` times the reference
+route (``StraceParser(shortcuts=False)``) for comparison.
+
 Usage:
   python scripts/bench_strace_parse.py [--lines 300000] [--repeats 3]
+      [--log LOG] [--reference]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import time
 
-from sentinel_jax.data.strace import StraceParser, iter_strace_calls
+from sentinel_jax.data.strace import StraceParser, iter_strace_calls, open_log
 
 _TEMPLATES = (
     '{pid}  read(3, "\\177ELF\\2\\1\\1\\0\\0\\0\\0\\0\\0\\0\\0\\0\\3\\0>\\0\\1"'
@@ -69,19 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=300_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--log", help="time this strace log (its first --lines "
+                                      "lines) instead of the synthetic one")
+    parser.add_argument("--reference", action="store_true",
+                        help="time the reference route (no shortcuts)")
     args = parser.parse_args(argv)
-    log = synthetic_log(args.lines)
+    if args.log:
+        with open_log(args.log) as handle:
+            log = list(itertools.islice(handle, args.lines))
+    else:
+        log = synthetic_log(args.lines)
     best_wall = best_cpu = float("inf")
     calls = 0
     for _ in range(args.repeats):
-        strace = StraceParser()
+        strace = StraceParser(shortcuts=not args.reference)
         wall, cpu = time.perf_counter(), time.process_time()
         calls = sum(1 for _ in iter_strace_calls(log, strace))
         best_cpu = min(best_cpu, time.process_time() - cpu)
         best_wall = min(best_wall, time.perf_counter() - wall)
     # CPU time is what one core would take unshared; wall time includes any
     # contention from other work on the machine.
-    result = {"lines": len(log), "calls": calls,
+    result = {"route": "reference" if args.reference else "fast",
+              "lines": len(log), "calls": calls,
               "wall_s": round(best_wall, 4), "cpu_s": round(best_cpu, 4),
               "lines_per_cpu_s": round(len(log) / best_cpu),
               "calls_per_cpu_s": round(calls / best_cpu),
