@@ -292,6 +292,11 @@ def test_arbitrary_printable_lines_never_break_the_reader(detector, lines):
     # The data holds '>': the descriptor's annotation still ends at its own.
     '5 openat(AT_FDCWD, "/etc/shadow", O_RDONLY) = 3\n'
     '5 read(3</etc/shadow>, "a>b", 3) = 3\n5 read(3) = 3\n',
+    # -yy names the process's own /proc/self/maps by its pid; another's stays.
+    '5 openat(AT_FDCWD, "/proc/self/maps", O_RDONLY) = 3</proc/5/maps>\n'
+    '5 read(3</proc/5/maps>, "x", 1) = 1\n5 read(3, "x", 1) = 1\n'
+    '5 openat(AT_FDCWD, "/proc/9/environ", O_RDONLY) = 4</proc/9/environ>\n'
+    '5 read(4, "x", 1) = 1\n',
     # A child speaks before its parent's clone returns; a shared table.
     "7 clone(child_stack=NULL, flags=CLONE_VM|CLONE_FILES|SIGCHLD <unfinished ...>\n"
     '8 openat(AT_FDCWD</root>, ".ssh/id_rsa", O_RDONLY) = 4\n'

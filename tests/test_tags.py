@@ -179,6 +179,14 @@ def test_rules_follow_descriptors_relative_paths_and_annotations():
     assert "stdio_socket" in last_tags(SOCKET, "close(0) = 0", "dup(5) = 0")
     assert "stdio_socket" not in last_tags(SOCKET, "fcntl(5, F_GETFL) = 0x2 "
                                                    "(flags O_RDWR)")
+    # -yy names a process's own /proc/self files by its pid: not another's
+    own = f"/proc/{PID}/maps"
+    for route in ("read(3, \"x\", 1) = 1", f'read(3<{own}>, "x", 1) = 1'):
+        assert "proc_info_read" not in last_tags(
+            f'openat(AT_FDCWD, "/proc/self/maps", O_RDONLY) = 3<{own}>', route)
+    assert "proc_info_read" in last_tags(
+        'openat(AT_FDCWD, "/proc/1/environ", O_RDONLY) = 3</proc/1/environ>',
+        'read(3, "x", 1) = 1')
     # execve drops close-on-exec descriptors
     assert "stdio_socket" not in last_tags(
         SOCKET, 'execve("/bin/true", ["true"], 0x7ffd /* 1 var */) = 0',

@@ -52,6 +52,16 @@ _ANNOTATED_FD = re.compile(
     r"-?\d+(?><(?:[^<>\[\]]|\[[^\]]*\])*(?:<[^<>]*>)?>)(?=,|\Z)")
 
 
+def _own_proc_as_self(path: str, state: ProcessState) -> str:
+    """``/proc/<own pid or tid>/...`` written ``/proc/self/...``: a process
+    reading its own maps or status is not reading another's."""
+    if not path.startswith("/proc/"):
+        return path
+    return _PROC_PID.sub(
+        lambda m: "/proc/self" if m.group(1) == "thread-self"
+        or state.is_self(int(m.group(1))) else m.group(0), path, count=1)
+
+
 def _glob_regex(patterns: Sequence[str]) -> re.Pattern | None:
     """One regex for a set of globs (``*`` also matches ``/``)."""
     if not patterns:
@@ -182,8 +192,8 @@ class Tagger:
                     args = args if args is not None else split_args(args_text)
                     return mask | self._rules_mask(name, args, result, state)
                 info = state.learn(*parse_fd(annotated.group()))
-            if info is not None and info.path is not None:
-                mask |= self.path_mask(info.path, accesses)
+            if info is not None and info.kind == FILE and info.path is not None:
+                mask |= self.path_mask(_own_proc_as_self(info.path, state), accesses)
             return mask
         if args is None:
             args = split_args(args_text)
@@ -231,16 +241,14 @@ class Tagger:
                 state.cwd = annotation_path(annotation)
             info = state.learn(dirfd, annotation)
             if not path:
-                # The file is the descriptor itself (write(fd), AT_EMPTY_PATH).
-                return info.path if info is not None and info.kind == FILE else None
+                # The file is the descriptor itself (write(fd), AT_EMPTY_PATH);
+                # a -y annotation names /proc/self by the process's own pid.
+                if info is None or info.kind != FILE or info.path is None:
+                    return None
+                return _own_proc_as_self(info.path, state)
         if not path:
             return None
-        path = state.resolve(path, dirfd)
-        if path.startswith("/proc/"):
-            path = _PROC_PID.sub(
-                lambda m: "/proc/self" if m.group(1) == "thread-self"
-                or state.is_self(int(m.group(1))) else m.group(0), path, count=1)
-        return path
+        return _own_proc_as_self(state.resolve(path, dirfd), state)
 
     @staticmethod
     def _holds(rule: TagRule, name: str, args: list[str], result: int | None,

@@ -295,7 +295,8 @@ impl Tagger {
             let token = &args_text[..comma];
             if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) {
                 let info = token.parse::<i64>().ok().and_then(|fd| state.get(fd));
-                if let Some(path) = info.and_then(|i| i.path) {
+                if let Some(path) = info.filter(|i| i.kind == Kind::File).and_then(|i| i.path) {
+                    let path = rewrite_own_proc(&path, state);
                     mask |= self.path_mask(&path, accesses);
                 }
                 return mask;
@@ -422,8 +423,10 @@ fn path_of(state: &mut ProcessState, args: &[&str], dirfd_arg: Option<usize>,
         let info = state.learn(fd, annotation);
         dirfd = fd;
         if path.as_deref().map_or(true, str::is_empty) {
-            // The file is the descriptor itself (write(fd), AT_EMPTY_PATH).
-            return info.filter(|i| i.kind == Kind::File).and_then(|i| i.path);
+            // The file is the descriptor itself (write(fd), AT_EMPTY_PATH); a
+            // -y annotation names /proc/self by the process's own pid.
+            let path = info.filter(|i| i.kind == Kind::File).and_then(|i| i.path)?;
+            return Some(rewrite_own_proc(&path, state));
         }
     }
     let path = path.filter(|p| !p.is_empty())?;
