@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -168,30 +169,31 @@ def test_file_changing_under_a_real_writer_is_never_misrecorded(tmp_path):
     assert any(entry.status == "unstable" for entry in entries)
 
 
+_SCAN_SCRIPT = """
+import json, os, sys
+from sentinel_jax.monitor.integrity_scan import ScanOptions, scan_paths
+if os.geteuid() == 0:  # everything is imported: now become nobody
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+result = scan_paths([sys.argv[1]], ScanOptions(hash_threads=1))
+print(json.dumps({
+    "errors": [issue.to_json() for issue in result.errors],
+    "entries": {os.fsdecode(e.path): [e.status, e.sha256]
+                for e in result.entries.values()}}))
+"""
+
+
 def _scan_as_nobody(root) -> dict:
-    """Scans ``root`` in a forked child that dropped root's privileges."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(read_end)
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            result = scan_paths([root], ScanOptions(hash_threads=1))
-            payload = {"errors": [issue.to_json() for issue in result.errors],
-                       "entries": {os.fsdecode(e.path): [e.status, e.sha256]
-                                   for e in result.entries.values()}}
-            with os.fdopen(write_end, "w") as stream:
-                json.dump(payload, stream)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as stream:
-        text = stream.read()
-    os.waitpid(child, 0)
-    return json.loads(text)
+    """Scans ``root`` in a child process without root's privileges.
+
+    A fresh interpreter, not a fork: forking a process that runs JAX's
+    threads can deadlock the child.
+    """
+    result = subprocess.run([sys.executable, "-c", _SCAN_SCRIPT, str(root)],
+                            capture_output=True, text=True, check=True,
+                            timeout=120)
+    return json.loads(result.stdout)
 
 
 def test_permission_denied_is_reported_and_scan_goes_on(tmp_path):
