@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?= -n 2
 
-.PHONY: test demo lint benchmark clean-venv
+.PHONY: test demo lint benchmark adfa clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,13 +19,18 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS)
 
 demo: $(STAMP)
-	$(PY) experiments/generate_data.py --config configs/small.yaml --out runs/demo/data
+	$(PY) experiments/pipeline.py --config configs/small.yaml --out runs/demo --quiet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sentinel_jax experiments tests
 
 benchmark: $(STAMP)
 	$(PY) experiments/benchmark.py --out runs/benchmark
+	$(PY) experiments/benchmark_data.py --out runs/benchmark
+	$(PY) experiments/benchmark_training.py --out runs/benchmark --samples 5000 --epochs 3
+
+adfa: $(STAMP)
+	$(PY) experiments/evaluate_adfa.py --config configs/adfa.yaml --out runs/adfa
 
 clean-venv:
 	rm -rf $(VENV)
