@@ -6,7 +6,11 @@ used when present, further columns ignored. scripts/build_captures.py makes
 such a folder. Each log is scored at trace level: every process of the log
 is read by the strace reader, cut into windows and scored by the run's
 InferenceEngine; the log's score is its highest window score, and it raises
-an alarm when that reaches the run's own threshold.
+an alarm when that reaches the run's own threshold. The training stage's
+threshold is chosen on validation *windows*; with ``--data`` (the dataset the
+run was trained on) the alarm threshold is instead chosen at trace level on
+that dataset's synthetic validation traces (see :func:`trace_threshold`), the
+level at which captures are judged. Neither looks at the captures.
 
 Writes OUT/metrics.json (roc_auc, detection per family, false_alarms at the
 run's threshold and per 50 benign programs), OUT/scores.csv (file, label,
@@ -16,7 +20,7 @@ events that drove every false alarm and the score of every missed attack.
 Example:
   python scripts/build_captures.py --out cache/captures
   python experiments/evaluate_captures.py --captures cache/captures \\
-      --run runs/train --out runs/captures
+      --run runs/train --data runs/data --out runs/captures
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ import numpy as np
 
 from sentinel_jax.atomic import write_json_atomic, write_text_atomic
 from sentinel_jax.cli import UsageError, make_parser, run_main, setup_logging
+from sentinel_jax.data.store import DatasetError, load_dataset
 from sentinel_jax.data.strace import read_strace_traces
 from sentinel_jax.evaluation import plots
-from sentinel_jax.evaluation.metrics import roc_auc, tpr_at_fpr
+from sentinel_jax.evaluation.metrics import choose_threshold, roc_auc, tpr_at_fpr
 from sentinel_jax.inference import SCORERS, InferenceEngine
 from sentinel_jax.training import CheckpointError
 
@@ -107,6 +112,53 @@ def read_labels(folder: Path) -> list[Capture]:
     return captures
 
 
+def trace_threshold(engine: InferenceEngine, data_dir: Path,
+                    false_alarm_rate: float = GOAL_FALSE_ALARMS_PER_50 / 50,
+                    batch: int = 1024) -> dict:
+    """A trace-level threshold chosen on the run's synthetic validation traces.
+
+    The training stage picks its threshold on validation *windows*; a log is
+    judged by its highest window score, and the maximum over many windows of
+    a benign process sits well above a typical benign window. This scores
+    every validation window of the run's own dataset, takes each trace's
+    highest window score, and picks the lowest threshold at which at most
+    ``false_alarm_rate`` of the benign validation traces alarm (the goal's
+    budget, 1 per 50). Nothing of the captures is looked at.
+
+    Returns:
+        ``{"threshold", "false_alarm_rate", "benign_traces", "attack_traces",
+        "roc_auc"}`` on the validation traces.
+
+    Raises:
+        UsageError: when the dataset cannot be read, has no validation
+            windows, or was encoded with other name channels than the run.
+    """
+    try:
+        dataset = load_dataset(data_dir)
+    except DatasetError as error:
+        raise UsageError(f"--data {data_dir}: {error}") from None
+    if tuple(dataset.vocabulary.names) != tuple(engine.vocabulary.names):
+        raise UsageError(f"--data {data_dir}: its name channels differ from the "
+                         f"run's; expected the dataset the run was trained on")
+    val = dataset.subset("val")
+    if not len(val):
+        raise UsageError(f"--data {data_dir}: no validation windows")
+    scores = np.concatenate([
+        np.asarray(engine.score_windows(val.ids[i:i + batch], val.tags[i:i + batch],
+                                        val.hist[i:i + batch]), np.float64)
+        for i in range(0, len(val), batch)])
+    traces, rows = np.unique(val.trace_index, return_inverse=True)
+    best = np.full(len(traces), -np.inf)
+    np.maximum.at(best, rows, scores)
+    labels = np.zeros(len(traces), np.int64)
+    np.maximum.at(labels, rows, val.labels.astype(np.int64))
+    threshold = choose_threshold(labels, best, "target_fpr", false_alarm_rate)
+    return {"threshold": float(threshold), "false_alarm_rate": false_alarm_rate,
+            "benign_traces": int((labels == 0).sum()),
+            "attack_traces": int(labels.sum()),
+            "roc_auc": roc_auc(labels, best), "chosen_on": str(data_dir)}
+
+
 def score_capture(engine: InferenceEngine, capture: Capture,
                   explain: bool = False) -> CaptureScore:
     """Scores every process of one log; the log's score is the highest."""
@@ -156,6 +208,14 @@ def capture_metrics(scored: Sequence[CaptureScore], threshold: float) -> dict:
               f"{item.capture.variant or 'unknown'}"
         per_variant[key]["captures"] += 1
         per_variant[key]["detected"] += int(alarms[index])
+    by_origin = {}
+    origins = np.array([s.capture.variant or "unknown" for s in scored])
+    for origin in sorted(set(origins[benign])):
+        rows = ~benign | (origins == origin)
+        by_origin[origin] = {
+            "benign": int((benign & (origins == origin)).sum()),
+            "roc_auc": roc_auc(labels[rows], finite[rows]),
+            "false_alarms": int((alarms & benign & (origins == origin)).sum())}
     return {
         "captures": len(scored), "benign": int(benign.sum()),
         "attack": int((~benign).sum()), "threshold": float(threshold),
@@ -172,6 +232,7 @@ def capture_metrics(scored: Sequence[CaptureScore], threshold: float) -> dict:
                                  zip(scored, alarms, benign, strict=True) if a and b],
         "per_family": per_family,
         "alarms_by_origin": dict(sorted(per_variant.items())),
+        "benign_origin": by_origin,
     }
 
 
@@ -188,6 +249,19 @@ def _scores_csv(scored: Sequence[CaptureScore], threshold: float) -> str:
     return text.getvalue()
 
 
+def _threshold_origin(metrics: dict) -> str:
+    calibration = metrics.get("trace_calibration")
+    window = metrics.get("window_threshold", {})
+    if not calibration:
+        return "chosen by training on synthetic validation windows"
+    return (f"chosen on {calibration['benign_traces']} benign synthetic "
+            f"validation traces for at most "
+            f"{50 * calibration['false_alarm_rate']:g} false alarm per 50; the "
+            f"training stage's window threshold "
+            f"{window.get('threshold', float('nan')):.4f} gives "
+            f"{window.get('false_alarms', '?')} false alarms")
+
+
 def _report(metrics: dict, scored: Sequence[CaptureScore], run: str,
             captures: str, figure: str | None) -> str:
     goal = (metrics["roc_auc"] >= GOAL_AUC
@@ -197,7 +271,8 @@ def _report(metrics: dict, scored: Sequence[CaptureScore], run: str,
         f"Run `{run}` scoring `{captures}` ({metrics['benign']} benign and "
         f"{metrics['attack']} attack logs) at trace level: a log's score is its "
         f"highest window score over all its processes; alarm at the run's "
-        f"threshold {metrics['threshold']:.4f}.", "",
+        f"threshold {metrics['threshold']:.4f} ({_threshold_origin(metrics)}).",
+        "",
         "| measure | value |", "| --- | --- |",
         f"| ROC AUC | {metrics['roc_auc']:.4f} |",
         f"| detection rate at the threshold | {metrics['detection_rate']:.3f} |",
@@ -220,6 +295,11 @@ def _report(metrics: dict, scored: Sequence[CaptureScore], run: str,
               "| origin | alarms |", "| --- | --- |"]
     lines += [f"| {key} | {block['detected']}/{block['captures']} |"
               for key, block in metrics["alarms_by_origin"].items()]
+    lines += ["", "| benign origin | ROC AUC (all attacks vs these) | false alarms |",
+              "| --- | --- | --- |"]
+    lines += [f"| {origin} | {block['roc_auc']:.4f} | "
+              f"{block['false_alarms']}/{block['benign']} |"
+              for origin, block in metrics["benign_origin"].items()]
     alarms = [s for s in scored if s.capture.label == 0
               and s.score >= metrics["threshold"]]
     lines += ["", "## False alarms and the events that drove them", ""]
@@ -244,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scorer", choices=SCORERS, default="network",
                         help="the trained network (default) or the distilled "
                              "equation")
+    parser.add_argument("--data", metavar="DIR",
+                        help="the dataset the run was trained on: alarm at a "
+                             "trace-level threshold chosen on its validation "
+                             "traces instead of the run's window threshold")
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
     if args.overrides:
@@ -255,7 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = InferenceEngine(args.run, scorer=args.scorer)
     except CheckpointError as error:
         raise UsageError(str(error)) from None
-    threshold = engine.threshold
+    threshold = window_threshold = engine.threshold
+    calibration = None
+    if args.data:
+        calibration = trace_threshold(engine, Path(args.data))
+        threshold = calibration["threshold"]
 
     from tqdm import tqdm
 
@@ -268,8 +356,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                       if alarm_or_miss else first)
 
     metrics = capture_metrics(scored, threshold)
+    at_window = capture_metrics(scored, window_threshold)
     metrics.update(run=str(args.run), captures_dir=str(captures_dir),
-                   scorer=args.scorer)
+                   scorer=args.scorer,
+                   threshold_rule="trace" if calibration else "window",
+                   trace_calibration=calibration,
+                   window_threshold={
+                       "threshold": float(window_threshold),
+                       "false_alarms": at_window["false_alarms"],
+                       "false_alarms_per_50_benign":
+                           at_window["false_alarms_per_50_benign"],
+                       "detection_rate": at_window["detection_rate"]})
     out.mkdir(parents=True, exist_ok=True)
     figure = None
     labels = np.array([s.capture.label for s in scored])

@@ -38,7 +38,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from strace_tools import current_tracer, free_port, stop, with_listener, write_files
+from strace_tools import (
+    current_tracer,
+    free_port,
+    serving,
+    stop,
+    with_listener,
+    write_files,
+)
 
 from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.data.synthetic_profiles import (
@@ -73,6 +80,11 @@ SHUTDOWN_CALLS = frozenset({
     "rt_sigaction", "rt_sigprocmask", "unlink", "flush", "lseek", "fcntl",
     "rt_sigreturn", "madvise"})
 SHUTDOWN_MAX = 24
+# Verbatim excerpts of the recorded processes kept in each table, for the
+# generator to replay next to Markov samples: at most this many events per
+# process and per profile (the committed tables stay small).
+EXCERPT_EVENTS = 600
+EXCERPTS_PER_PROFILE = 9_000
 
 HELLO_C = textwrap.dedent("""\
     #include <stdio.h>
@@ -140,17 +152,27 @@ def _archiver(log: Path, work: Path, k: int) -> None:
 
 def _compiler(log: Path, work: Path, k: int) -> None:
     (work / "hello.c").write_text(HELLO_C)
+    (work / "extra.c").write_text("int extra(int x) { return x + 1; }\n")
     flags = ["-O0", "-O2", "-g", "-Wall"][k % 4]
-    _strace(log, ["sh", "-c", f"gcc {flags} -o hello hello.c && ./hello {10 + k}"],
-            work)
+    extra = " && gcc -c extra.c && gcc -shared -fPIC -o libextra.so extra.c" \
+        if k % 2 else ""
+    _strace(log, ["sh", "-c", f"gcc {flags} -o hello hello.c{extra} && "
+                  f"./hello {10 + k}"], work)
 
 
 def _build(log: Path, work: Path, k: int) -> None:
     (work / "hello.c").write_text(HELLO_C)
+    for index in range(2 + k % 3):
+        (work / f"part{index}.c").write_text(
+            f"int part{index}(int x) {{ return x * {index + 2}; }}\n")
+    parts = " ".join(f"part{index}.o" for index in range(2 + k % 3))
     (work / "Makefile").write_text(
-        "hello: hello.o\n\tcc -o $@ $^\nhello.o: hello.c\n\tcc -c -O1 $<\n"
-        "clean:\n\trm -f hello hello.o\n")
-    _strace(log, ["sh", "-c", f"make -s && ./hello {k + 5} && make -s clean"], work)
+        f"hello: hello.o {parts}\n\tcc -o $@ $^\n"
+        "%.o: %.c\n\tcc -c -O1 $< -o $@\n"
+        "clean:\n\trm -f hello *.o\n")
+    jobs = "-j2 " if k % 2 else ""
+    _strace(log, ["sh", "-c", f"make -s {jobs}&& ./hello {k + 5} && make -s clean"],
+            work)
 
 
 def _python(log: Path, work: Path, k: int) -> None:
@@ -259,19 +281,162 @@ def _search(log: Path, work: Path, k: int) -> None:
     _strace(log, ["sh", "-c", script], work)
 
 
+def _threaded(log: Path, work: Path, k: int) -> None:
+    # futex, clone3 and worker threads: sort --parallel, xz -T2, python threads.
+    write_files(work / "data", 8 + 2 * k, 20_000)
+    if k % 3 == 0:
+        script = ("cat data/*.txt | tr ' ' '\\n' > words.txt && "
+                  "sort --parallel=2 -S 4M words.txt | uniq -c | sort -rn "
+                  "--parallel=2 | head -3")
+        _strace(log, ["sh", "-c", script], work)
+    elif k % 3 == 1:
+        script = "tar -cf d.tar data && xz -T2 -k -3 d.tar && xz -T2 -dc " \
+                 "d.tar.xz | wc -c && rm -f d.tar d.tar.xz"
+        _strace(log, ["sh", "-c", script], work)
+    else:
+        code = textwrap.dedent(f"""\
+            import pathlib, queue, threading, zlib
+            jobs, sizes = queue.Queue(), []
+            lock = threading.Lock()
+            def work():
+                while (path := jobs.get()) is not None:
+                    packed = zlib.compress(path.read_bytes(), 6)
+                    path.with_suffix(".z").write_bytes(packed)
+                    with lock:
+                        sizes.append(len(packed))
+            workers = [threading.Thread(target=work) for _ in range({2 + k % 3})]
+            for worker in workers:
+                worker.start()
+            for path in sorted(pathlib.Path("data").glob("*.txt")):
+                jobs.put(path)
+            for _ in workers:
+                jobs.put(None)
+            for worker in workers:
+                worker.join()
+            print(sum(sizes))
+            """)
+        _strace(log, [PYTHON, "-c", code], work)
+
+
+def _http_client(log: Path, work: Path, k: int) -> None:
+    # Clients on loopback (poll, connect, sendto/recvfrom): wget, python's
+    # http.client on one kept-alive connection, an asyncio client.
+    write_files(work / "site", 4, 3000)
+    with serving(work / "site") as port:
+        count = 4 + 2 * k
+        if k % 3 == 0:
+            script = (f"for i in $(seq 0 {count}); do wget -q -O page$i "
+                      f"http://127.0.0.1:{port}/file$((i % 4)).txt; done; "
+                      f"wget -q -O - http://127.0.0.1:{port}/missing || true; "
+                      f"cat page* | wc -c")
+            _strace(log, ["sh", "-c", script], work)
+            return
+        if k % 3 == 1:
+            code = textwrap.dedent(f"""\
+                import http.client
+                conn = http.client.HTTPConnection("127.0.0.1", {port}, timeout=5)
+                total = 0
+                for i in range({count}):
+                    conn.request("GET", f"/file{{i % 4}}.txt")
+                    total += len(conn.getresponse().read())
+                conn.close()
+                print(total)
+                """)
+        else:
+            code = textwrap.dedent(f"""\
+                import asyncio
+                async def fetch(i):
+                    r, w = await asyncio.open_connection("127.0.0.1", {port})
+                    w.write(f"GET /file{{i % 4}}.txt HTTP/1.0\\r\\n\\r\\n".encode())
+                    data = await r.read()
+                    w.close()
+                    await w.wait_closed()
+                    return len(data)
+                async def main():
+                    print(sum(await asyncio.gather(*(fetch(i)
+                                                     for i in range({count})))))
+                asyncio.run(main())
+                """)
+        _strace(log, [PYTHON, "-c", code], work)
+
+
+def _process_monitor(log: Path, work: Path, k: int) -> None:
+    # Legitimate reads of other processes' /proc files, as top and pgrep make.
+    if k % 2 == 0:
+        script = ("top -b -n1 | head -12; pgrep -c sleep || true; "
+                  "cat /proc/loadavg /proc/meminfo | head -4")
+        _strace(log, ["sh", "-c", script], work)
+        return
+    code = textwrap.dedent("""\
+        import os
+        rows = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().split()
+                with open(f"/proc/{entry}/status") as f:
+                    rss = [l for l in f if l.startswith("VmRSS")]
+            except OSError:
+                continue
+            rows.append((fields[1], rss[0].split()[1] if rss else "0"))
+        print(len(rows), sorted(rows)[:3])
+        """)
+    _strace(log, [PYTHON, "-c", code], work)
+
+
+ADMIN_SCRIPT = textwrap.dedent("""\
+    #!/bin/sh
+    # deploy a small tool into a staging tree, as an install script would
+    set -eu
+    root="$1/stage"
+    mkdir -p "$root/bin" "$root/etc" "$root/share/doc" "$root/var/log"
+    printf '#!/bin/sh\\necho tool\\n' > "$1/tool.sh"
+    install -m 755 "$1/tool.sh" "$root/bin/tool"
+    printf 'level=%s\\n' "$2" > "$root/etc/tool.conf"
+    chmod 640 "$root/etc/tool.conf"
+    chown "$(id -u):$(id -g)" "$root/etc/tool.conf"
+    cp -p "$1/tool.sh" "$root/share/doc/example"
+    ln -sf ../bin/tool "$root/share/tool"
+    find "$root" -type d -exec chmod 755 {} +
+    find "$root" -type f -name '*.conf' | xargs chmod g-w
+    touch "$root/var/log/tool.log" && chmod 600 "$root/var/log/tool.log"
+    "$root/bin/tool" >> "$root/var/log/tool.log"
+    "$3" -c 'import sys; print(sys.argv[1])' "$root" > /dev/null
+    ls -lR "$root" | wc -l
+    rm -rf "$root"
+    """)
+
+
+def _admin_script(log: Path, work: Path, k: int) -> None:
+    # chmod, chown, install and symlinks in a scratch tree; an interpreter run
+    # from a script.
+    (work / "deploy.sh").write_text(ADMIN_SCRIPT)
+    shell = "bash" if k % 2 else "sh"
+    _strace(log, [shell, str(work / "deploy.sh"), str(work), str(k), PYTHON],
+            work)
+
+
 PROFILES: dict[str, tuple[str, Recipe]] = {
+    "admin_script": ("a staging install: mkdir, install, chmod, chown, ln",
+                     _admin_script),
     "archiver": ("tar and gzip packing and unpacking a folder", _archiver),
-    "build": ("make driving cc on a tiny C project", _build),
+    "build": ("make (and make -j2) driving cc on a small C project", _build),
     "compiler": ("gcc compiling and running a small C program", _compiler),
     "coreutils": ("ls, cp, cat, sort, wc, mv, du, stat, rm in a shell", _coreutils),
     "cron_job": ("a nightly maintenance script: find, tar, gzip, rotation",
                  _cron_job),
     "database": ("sqlite3 running inserts, an index, queries, updates", _database),
     "editor": ("vi/vim/ex in ex mode editing a file", _editor),
+    "http_client": ("wget, http.client and asyncio clients on loopback",
+                    _http_client),
     "interactive_python": ("python3 reading files and computing", _python),
     "package_manager": ("dpkg and apt-cache queries", _package_manager),
+    "process_monitor": ("top, pgrep and a /proc walker", _process_monitor),
     "search": ("find and grep over a tree", _search),
     "shell": ("sh and bash loops over small files", _shell),
+    "threaded": ("sort --parallel, xz -T2 and python worker threads", _threaded),
     "vcs": ("git init, add, commit, diff, status, log", _vcs),
     "web_server": ("python3 -m http.server on loopback serving a client",
                    _web_server),
@@ -492,6 +657,7 @@ def fit_profile(name: str, description: str, logs: Sequence[Path]) -> dict:
     lengths: dict[str, list[int]] = {phase: [] for phase in PHASES}
     processes = 0
     events = 0
+    recorded: list[list[int]] = []
     for log in logs:
         for names, masks in _read_processes(log):
             if len(names) < 3:
@@ -500,6 +666,7 @@ def fit_profile(name: str, description: str, logs: Sequence[Path]) -> dict:
             events += len(names)
             tokens = [token_index.setdefault(format_token(n, m), len(token_index))
                       for n, m in zip(names, masks, strict=True)]
+            recorded.append(tokens)
             startup_end, shutdown_start = split_phases(names)
             bounds = {"startup": (0, startup_end),
                       "loop": (startup_end, shutdown_start),
@@ -524,7 +691,31 @@ def fit_profile(name: str, description: str, logs: Sequence[Path]) -> dict:
             "transitions": sorted([a, b, c] for (a, b), c in
                                   transitions[phase].items()),
         } for phase in PHASES},
+        "excerpts": choose_excerpts(recorded, name),
     }
+
+
+def choose_excerpts(processes: Sequence[Sequence[int]], name: str
+                    ) -> list[str]:
+    """Verbatim stretches of recorded processes: real order beyond one step.
+
+    Processes are visited in a seeded random order; each gives all its
+    events, or a stretch of ``EXCERPT_EVENTS`` at a random place when longer,
+    until the profile holds ``EXCERPTS_PER_PROFILE`` events. An excerpt is
+    written as one string of token indices separated by spaces, so that the
+    table stays one line per excerpt.
+    """
+    rng = np.random.default_rng(sum(map(ord, name)))
+    excerpts, total = [], 0
+    for index in rng.permutation(len(processes)):
+        if total >= EXCERPTS_PER_PROFILE:
+            break
+        process = processes[index]
+        begin = int(rng.integers(0, max(len(process) - EXCERPT_EVENTS, 0) + 1))
+        excerpt = process[begin:begin + EXCERPT_EVENTS]
+        excerpts.append(" ".join(map(str, excerpt)))
+        total += len(excerpt)
+    return excerpts
 
 
 def fit() -> None:
@@ -559,8 +750,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("step", nargs="?", choices=("all", "record", "fit"),
                         default="all")
-    parser.add_argument("--repeats", type=int, default=4,
-                        help="recordings per profile (default 4)")
+    parser.add_argument("--repeats", type=int, default=8,
+                        help="recordings per profile (default 8)")
     parser.add_argument("--only", nargs="*", help="profiles or demos to record")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import http.server
 import os
 import signal
 import socket
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sentinel_jax.monitor.strace_session import STRACE_FLAGS
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,11 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.wait()
 
 
-# record_profiles.py's flags: -s 0 keeps no buffer contents (nothing read is
-# in the log); paths are printed in full regardless.
-PROFILE_TRACER = Tracer(("-f", "-qq", "-s", "0"))
+# record_profiles.py records with the live monitor's own flags (-f -q -ttt
+# -yy -s 256): -yy names every descriptor's file or socket, which changes the
+# tags of reads, writes and socket calls, so profiles fitted on anything else
+# would describe events the monitor never sees.
+PROFILE_TRACER = Tracer(STRACE_FLAGS)
 _CURRENT: contextvars.ContextVar[Tracer] = contextvars.ContextVar(
     "tracer", default=PROFILE_TRACER)
 
@@ -162,3 +168,25 @@ def with_listener(reply: bytes, run: Callable[[int], None],
         run(port)
     finally:
         thread.join(30)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(folder: Path, host: str = "127.0.0.1") -> Iterator[int]:
+    """An untraced HTTP server on ``host`` serving ``folder``; yields its port.
+
+    For recordings of clients: only the client runs under strace.
+    """
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -117,3 +117,57 @@ def test_capture_metrics_counts_alarms_per_family():
     # (0.1 < 0.5) of twelve is out of order.
     assert metrics["roc_auc"] == pytest.approx(11 / 12)
     assert np.isfinite(metrics["roc_auc"])
+
+
+def test_trace_threshold_is_chosen_on_the_runs_validation_traces(
+        captures: Path, tiny_run: Path, tmp_path: Path):
+    from tiny_datasets import make_dataset
+
+    from sentinel_jax.data.store import save_dataset
+    from sentinel_jax.inference import InferenceEngine
+
+    dataset = make_dataset(seed=0)
+    save_dataset(dataset, tmp_path / "data")
+    engine = InferenceEngine(tiny_run)
+    calibration = evaluate_captures.trace_threshold(engine, tmp_path / "data")
+    # Recomputed by hand: each validation trace's highest window score.
+    val = dataset.subset("val")
+    scores = engine.score_windows(val.ids, val.tags, val.hist)
+    best: dict[int, float] = {}
+    label: dict[int, int] = {}
+    for row, trace in enumerate(val.trace_index.tolist()):
+        best[trace] = max(best.get(trace, -np.inf), float(scores[row]))
+        label[trace] = max(label.get(trace, 0), int(val.labels[row]))
+    benign = [best[t] for t in best if label[t] == 0]
+    assert calibration["benign_traces"] == len(benign)
+    alarms = sum(s >= calibration["threshold"] for s in benign)
+    assert alarms <= calibration["false_alarm_rate"] * len(benign)
+    # The lowest such threshold: one step lower, one more benign trace alarms.
+    assert calibration["threshold"] <= max(benign) + 1e-6
+
+    out = tmp_path / "eval"
+    status = run_main(evaluate_captures.main, [
+        "--captures", str(captures), "--run", str(tiny_run), "--data",
+        str(tmp_path / "data"), "--out", str(out), "--quiet"])
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["threshold_rule"] == "trace"
+    assert metrics["threshold"] == pytest.approx(calibration["threshold"])
+    assert metrics["window_threshold"]["threshold"] == pytest.approx(
+        engine.threshold)
+    assert set(metrics["benign_origin"]) == {"unseen"}
+
+
+def test_data_of_another_vocabulary_exits_2(captures: Path, tiny_run: Path,
+                                            tmp_path: Path, capsys):
+    from sentinel_jax.data.store import save_dataset
+    from sentinel_jax.data.synthetic import SyntheticDatasetGenerator
+
+    other = SyntheticDatasetGenerator({"num_samples": 300, "name_channels": 40,
+                                       "seed": 3}).generate_dataset().windows
+    save_dataset(other, tmp_path / "other")
+    status = run_main(evaluate_captures.main, [
+        "--captures", str(captures), "--run", str(tiny_run), "--data",
+        str(tmp_path / "other"), "--out", str(tmp_path / "eval"), "--quiet"])
+    assert status == 2
+    assert "name channels differ" in capsys.readouterr().err

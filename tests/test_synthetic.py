@@ -30,6 +30,8 @@ from sentinel_jax.data.synthetic import (
 from sentinel_jax.data.synthetic_attacks import (
     FAMILIES,
     MOTIFS,
+    CompiledMotif,
+    Filler,
     mimicry_order,
     parse_step,
 )
@@ -37,9 +39,11 @@ from sentinel_jax.data.synthetic_profiles import (
     PHASES,
     TokenTable,
     build_phase,
+    build_profile,
     format_token,
     load_profile_files,
     parse_token,
+    sample_normal_tokens,
 )
 from sentinel_jax.data.syscalls import canonical_name
 from sentinel_jax.data.tags import TAG_BIT
@@ -85,6 +89,56 @@ def test_fitted_profiles_show_real_program_start_up():
         startup_tokens |= {parse_token(t)[0] for t in used}
     assert {"execve", "mmap", "openat", "rseq", "mprotect", "newfstatat"} <= \
         startup_tokens
+
+
+def test_profiles_are_fitted_on_the_monitors_strace_flags():
+    # -yy names each descriptor: reads of a socket or of /proc carry tags.
+    tagged = set()
+    for raw in load_profile_files():
+        tagged |= {t for t in raw["tokens"] if "+" in t}
+    assert {"read+proc_info_read", "futex"} <= tagged | {
+        t for raw in load_profile_files() for t in raw["tokens"]}
+    assert any(t.split("+")[0] in ("chmod", "fchmodat") and "perm_change" in t
+               for t in tagged)
+
+
+def test_replayed_traces_are_verbatim_recorded_excerpts():
+    raw = next(r for r in load_profile_files() if r["name"] == "shell")
+    table = TokenTable()
+    profile = build_profile(raw, table, seed=0)
+    assert profile.excerpts and all(len(e) for e in profile.excerpts)
+    excerpts = [" ".join(map(str, e.tolist())) for e in profile.excerpts]
+    rng = np.random.default_rng(0)
+    replayed = sample_normal_tokens(profile, rng, 40, 4, replay=1.0)
+    markov = sample_normal_tokens(profile, np.random.default_rng(0), 40, 4)
+    # Same lengths as the chain's traces; each begins with a recorded stretch
+    # as long as the shorter of the trace and its excerpt.
+    assert [len(t) for t in replayed] == [len(t) for t in markov]
+    shortest = min(len(e) for e in profile.excerpts)
+    for trace in replayed:
+        head = " ".join(map(str, trace[:min(len(trace), shortest)].tolist()))
+        assert any(f" {head} " in f" {excerpt} " for excerpt in excerpts)
+    assert sum(" ".join(map(str, t[:20].tolist())) in e for t in markov
+               for e in excerpts) < 40
+
+
+def test_filler_replaces_untagged_body_calls_by_unmarked_host_calls():
+    table = TokenTable()
+    motif = next(m for m in MOTIFS["crypto_mining"] if m.variant == "c")
+    compiled = CompiledMotif(motif, table)
+    host = np.array([table.intern("poll"), table.intern("read")], np.int32)
+    filler = Filler(host, np.array([0.5, 0.5]), share=1.0)
+    tokens, marked = compiled.sample(np.random.default_rng(1), None, filler)
+    names = table.names[tokens]
+    body_untagged = {s.token for s in motif.body if "+" not in s.token}
+    # Every untagged body call became a host call, and is not marked.
+    assert not set(names[marked]) & (body_untagged - {
+        s.token for s in motif.setup + motif.teardown})
+    assert set(tokens[~marked]) <= set(host.tolist())
+    tagged = table.masks[tokens] != 0
+    assert marked[tagged].all()
+    plain, plain_marked = compiled.sample(np.random.default_rng(1), None)
+    assert plain_marked.all() and "futex" in set(table.names[plain])
 
 
 @given(st.integers(0, 2_000), st.integers(1, 100), st.integers(1, 100))

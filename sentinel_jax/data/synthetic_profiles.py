@@ -13,7 +13,12 @@ stored as JSON in ``sentinel_jax/data/profiles/``; one file per profile::
      "tokens": ["execve+exec_shell", "brk", ...],
      "phases": {"startup": {"lengths": {...}, "start": [[token, count]...],
                             "transitions": [[from, to, count]...]},
-                "loop": {...}, "shutdown": {...}}}
+                "loop": {...}, "shutdown": {...}},
+     "excerpts": ["0 1 2 1 ...", ...]}
+
+``excerpts`` are verbatim stretches of the recorded processes (token indices
+separated by spaces); the generator replays them for a share of the benign
+processes, which keeps real order longer than one step.
 
 Sampling is vectorised over traces: all chains of one phase step together, and
 each step draws the next token of every chain with one ``searchsorted`` over
@@ -189,13 +194,16 @@ class PhaseModel:
 
 @dataclass(frozen=True)
 class Profile:
-    """A program profile: its phases and its loop unigram (for mimicry)."""
+    """A program profile: its phases, its loop unigram (for mimicry and
+    noise) and verbatim excerpts of its recordings (``int32 [events]`` each,
+    global token ids) for :func:`sample_normal_tokens` to replay."""
 
     name: str
     description: str
     phases: Mapping[str, PhaseModel]
     loop_tokens: np.ndarray
     loop_weights: np.ndarray
+    excerpts: tuple[np.ndarray, ...] = ()
 
 
 def _phase_counts(name: str, phase: str, raw: Mapping[str, Any],
@@ -283,9 +291,16 @@ def build_profile(raw: Mapping[str, Any], table: TokenTable, seed: int,
                                        len(token_ids))
     unigram = start + transitions.sum(0)
     used = np.flatnonzero(unigram > 0)
+    try:
+        excerpts = tuple(token_ids[np.array(excerpt.split(), dtype=np.int64)]
+                         for excerpt in raw.get("excerpts", ()) if excerpt.strip())
+    except (AttributeError, ValueError, IndexError) as error:
+        raise ValueError(f"profile {name!r}: bad excerpts ({error!r}); expected "
+                         f"strings of token indices separated by spaces") from None
     return Profile(name=name, description=str(raw.get("description", "")),
                    phases=phases, loop_tokens=token_ids[used],
-                   loop_weights=unigram[used] / unigram[used].sum())
+                   loop_weights=unigram[used] / unigram[used].sum(),
+                   excerpts=excerpts)
 
 
 @functools.lru_cache(maxsize=1)
@@ -311,8 +326,14 @@ def load_profile_files() -> tuple[Mapping[str, Any], ...]:
 
 def sample_normal_tokens(profile: Profile, rng: np.random.Generator,
                          count: int, variants: int,
-                         loop_scale: float = 1.0) -> list[np.ndarray]:
+                         loop_scale: float = 1.0,
+                         replay: float = 0.0) -> list[np.ndarray]:
     """Whole benign traces of one profile: start-up, loop, shutdown.
+
+    A ``replay`` share of the traces begin with a verbatim excerpt of the
+    profile's recordings instead (when it has any), as long as the Markov
+    trace or the excerpt, whichever is shorter, the chain's events after it
+    kept: real order beyond the one step a first-order chain keeps.
 
     Args:
         profile: the program profile.
@@ -320,6 +341,7 @@ def sample_normal_tokens(profile: Profile, rng: np.random.Generator,
         count: traces to sample.
         variants: transition-table variants to draw from.
         loop_scale: multiplies the work-loop lengths.
+        replay: share of traces replayed from recordings, in [0, 1].
 
     Returns:
         ``count`` arrays of global token ids, ``int32 [time]`` each.
@@ -331,8 +353,21 @@ def sample_normal_tokens(profile: Profile, rng: np.random.Generator,
         scale = loop_scale if phase == "loop" else 1.0
         lengths = model.sample_lengths(rng, count, scale)
         parts.append((model.sample(rng, lengths, variant), lengths))
-    return [np.concatenate([tokens[row, :lengths[row]] for tokens, lengths in parts])
-            for row in range(count)]
+    traces = [np.concatenate([tokens[row, :lengths[row]]
+                              for tokens, lengths in parts])
+              for row in range(count)]
+    if replay <= 0 or not profile.excerpts:
+        return traces
+    chosen = rng.integers(0, len(profile.excerpts), count)
+    for row in np.flatnonzero(rng.random(count) < replay):
+        excerpt = profile.excerpts[chosen[row]]
+        length = min(len(traces[row]), len(excerpt))
+        begin = int(rng.integers(0, len(excerpt) - length + 1))
+        # An excerpt shorter than the trace is continued by the chain, so
+        # trace lengths keep their fitted distribution.
+        traces[row] = np.concatenate([excerpt[begin:begin + length],
+                                      traces[row][length:]]).astype(np.int32)
+    return traces
 
 
 def tag_summary(profiles: Sequence[Profile], table: TokenTable) -> dict[str, float]:
