@@ -1,6 +1,9 @@
-"""Evaluation plots as PNG files (matplotlib, Agg backend, no display).
+"""Evaluation plots as PNG files.
 
 Each function draws one figure, writes it atomically and returns its path.
+Figures are made without pyplot, so importing this module never changes the
+global matplotlib backend (a notebook keeps its inline figures) and no
+display is needed.
 """
 
 from __future__ import annotations
@@ -11,21 +14,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn import metrics as skm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
+from sentinel_jax.atomic import write_bytes_atomic
 
-from sentinel_jax.atomic import write_bytes_atomic  # noqa: E402
+
+def _subplots(*grid: int, figsize: tuple[float, float]) -> tuple[Figure, Any]:
+    """A figure of its own (no pyplot state) and its axes."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid)
 
 
 def _save(figure, path: str | os.PathLike[str]) -> Path:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
     return write_bytes_atomic(path, buffer.getvalue())
 
 
@@ -33,7 +38,7 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]],
                          path: str | os.PathLike[str]) -> Path:
     """Training and validation loss, and validation ROC AUC, per epoch."""
     epochs = [entry["epoch"] for entry in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (left, right) = _subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [e["train_loss"] for e in history], label="train loss")
     left.plot(epochs, [e["val_loss"] for e in history], label="validation loss")
     left.set_xlabel("epoch")
@@ -49,7 +54,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str,
                           path: str | os.PathLike[str]) -> Path:
     """A 2x2 confusion matrix ``[[tn, fp], [fn, tp]]`` with counts."""
     matrix = np.asarray(matrix)
-    figure, axis = plt.subplots(figsize=(4, 3.6))
+    figure, axis = _subplots(figsize=(4, 3.6))
     axis.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, str(count), ha="center", va="center",
@@ -65,7 +70,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], title: str,
 def plot_roc_pr(labels: np.ndarray, scores: Mapping[str, np.ndarray],
                 path: str | os.PathLike[str]) -> Path:
     """ROC (log false-positive axis) and precision-recall curves, all models."""
-    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure, (roc_axis, pr_axis) = _subplots(1, 2, figsize=(11, 4.5))
     for name, model_scores in scores.items():
         fpr, tpr, _ = skm.roc_curve(labels, model_scores)
         auc = skm.roc_auc_score(labels, model_scores)
@@ -97,7 +102,7 @@ def plot_family_recall(per_family: Mapping[str, Mapping[str, Mapping[str, float]
     models = list(per_family)
     families = sorted({f for blocks in per_family.values() for f in blocks})
     width = 0.8 / max(len(models), 1)
-    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(families) + 2), 4.5))
+    figure, axis = _subplots(figsize=(max(6, 1.1 * len(families) + 2), 4.5))
     positions = np.arange(len(families))
     for index, model in enumerate(models):
         recalls = [per_family[model].get(f, {}).get("recall", np.nan)
@@ -114,7 +119,7 @@ def plot_family_recall(per_family: Mapping[str, Mapping[str, Mapping[str, float]
 def plot_score_histogram(labels: np.ndarray, scores: np.ndarray, threshold: float,
                          title: str, path: str | os.PathLike[str]) -> Path:
     """Score distributions of normal and attack windows, and the threshold."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _subplots(figsize=(6, 4))
     bins = np.histogram_bin_edges(scores, bins=50)
     axis.hist(scores[labels == 0], bins=bins, alpha=0.6, label="normal",
               density=True)
