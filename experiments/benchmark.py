@@ -28,12 +28,14 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.cli import UsageError, make_parser, resolve_config, run_main
-from sentinel_jax.config import Config
+from sentinel_jax.config import Config, TrainingConfig
 from sentinel_jax.models import HybridSpec, apply_hybrid, forward_flops, init_hybrid
+from sentinel_jax.training.losses import LossWeights
+from sentinel_jax.training.state import init_train_state, make_optimizer
+from sentinel_jax.training.steps import make_run_steps, make_train_step
 
 TRAIN_FLOPS_FACTOR = 3  # backward ~ 2x forward
 
@@ -77,27 +79,23 @@ def random_windows(spec: HybridSpec, batch: int, seed: int = 0):
     return tuple(map(jnp.asarray, (ids, tags, hist, labels)))
 
 
-def make_train_step(spec: HybridSpec, optimiser: optax.GradientTransformation):
-    """A jitted adamw step on cross-entropy of the fused logits.
+def make_run_step(spec: HybridSpec, training: TrainingConfig):
+    """The training loop's own jitted step (loss terms, clipping, schedule).
 
-    TODO: use sentinel_jax.training's train_step once it exists, so the
-    benchmark times the real step (loss terms, clipping, schedule).
+    Returns:
+        ``(run_steps, weights)``: :func:`make_run_steps` over the real train
+        step, which takes a stack of batches; the benchmark passes one.
     """
-
-    def loss_fn(params, ids, tags, hist, labels):
-        logits = apply_hybrid(params, spec, ids, tags, hist).logits
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-    def train_step(params, opt_state, ids, tags, hist, labels):
-        loss, grads = jax.value_and_grad(loss_fn)(params, ids, tags, hist, labels)
-        updates, opt_state = optimiser.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    return jax.jit(train_step, donate_argnums=(0, 1))
+    optimizer = make_optimizer(training.learning_rate, training.weight_decay,
+                               training.clip_norm, warmup_steps=100,
+                               total_steps=10_000)
+    step = make_train_step(spec, optimizer, LossWeights.from_config(training))
+    return make_run_steps(step), optimizer
 
 
 def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: int,
-                peak_gflops: float) -> dict:
+                peak_gflops: float, training: TrainingConfig | None = None
+                ) -> dict:
     """One result row: times ``phase`` (forward or train) at ``batch``."""
     params = init_hybrid(jax.random.key(0), spec)
     ids, tags, hist, labels = random_windows(spec, batch)
@@ -109,17 +107,17 @@ def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: i
         seconds = time_calls(lambda: compiled(params, ids, tags, hist), repeats)
         hand = forward_flops(spec)
     else:
-        optimiser = optax.adamw(1e-3)
-        state = {"params": params, "opt": optimiser.init(params)}
-        step = make_train_step(spec, optimiser)
-        compiled = step.lower(state["params"], state["opt"], ids, tags, hist,
-                              labels).compile()
+        run_steps, optimizer = make_run_step(spec, training or TrainingConfig())
+        holder = {"state": init_train_state(params, optimizer)}
+        stack = {"ids": ids, "tags": tags, "hist": hist, "labels": labels,
+                 "mask": jnp.ones((batch,), jnp.float32)}
+        stack = jax.tree_util.tree_map(lambda array: array[None], stack)
+        compiled = run_steps.lower(holder["state"], stack).compile()
         compile_s = time.perf_counter() - start
 
         def run():
-            state["params"], state["opt"], loss = compiled(
-                state["params"], state["opt"], ids, tags, hist, labels)
-            return loss
+            holder["state"], metrics = compiled(holder["state"], stack)
+            return metrics["loss"]
 
         seconds = time_calls(run, repeats)
         hand = TRAIN_FLOPS_FACTOR * forward_flops(spec)
@@ -133,7 +131,6 @@ def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: i
         "xla_flops_per_sample": xla_flops(compiled) / batch,
         "peak_fraction": hand * samples_per_s / (peak_gflops * 1e9),
         "compile_s": compile_s, "repeats": repeats,
-        "snn_loop": spec.snn_loop, "scan_unroll": spec.scan_unroll,
     }
 
 
@@ -147,14 +144,12 @@ def models_section(config: Config, args, peak_gflops: float) -> list[dict]:
     for model in args.models:
         for encoding in args.encodings:
             spec = dataclasses.replace(base, encoding=encoding,
-                                       branches=MODELS[model],
-                                       snn_loop=args.snn_loop,
-                                       scan_unroll=args.unroll or base.scan_unroll)
+                                       branches=MODELS[model])
             for phase in args.phases:
                 for batch in args.batches:
                     repeats = args.repeats * (10 if batch == 1 else 1)
                     row = bench_model(spec, model, phase, batch, repeats,
-                                      peak_gflops)
+                                      peak_gflops, config.training)
                     rows.append(row)
                     if not args.quiet:
                         print(f"{model:6s} {encoding:5s} {phase:7s} b={batch:<5d} "
@@ -189,9 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--phases", default="forward,train")
     parser.add_argument("--models", default="hybrid",
                         help=f"models, of {', '.join(MODELS)}")
-    parser.add_argument("--snn-loop", default="step", choices=("step", "layer"))
-    parser.add_argument("--unroll", type=int, default=0,
-                        help="LIF steps per scan iteration (0: the spec's default)")
     parser.add_argument("--repeats", type=int, default=20,
                         help="timed calls per row (10x at batch 1)")
     args = parser.parse_args(argv)

@@ -42,7 +42,7 @@ def test_scan_matches_python_loop(reset, refractory):
     currents = rng.normal(0.2, 0.4, (12, 3, 5)).astype(np.float32)
     params = init_lif(5, threshold=0.5, decay=0.8)
     params["threshold_raw"] = params["threshold_raw"] + jnp.linspace(-0.3, 0.3, 5)
-    config = LIFConfig(reset=reset, refractory=refractory, unroll=4)
+    config = LIFConfig(reset=reset, refractory=refractory)
     state, spikes = lif_scan(params, jnp.asarray(currents), config)
     beta, theta = map(np.asarray, lif_constants(params))
     expected_spikes, expected_v = python_lif(currents, beta, theta, reset, refractory)

@@ -17,7 +17,7 @@ def init_dense(key: jax.Array, inputs: int, outputs: int) -> dict:
 
 
 def dense(params: dict, x: jax.Array) -> jax.Array:
-    """``[batch, in]`` -> ``[batch, out]``."""
+    """``[..., in]`` -> ``[..., out]`` (any leading axes)."""
     return x @ params["weight"] + params["bias"]
 
 

@@ -42,7 +42,6 @@ from sentinel_jax.models.lif import LIFConfig
 from sentinel_jax.models.snn import ENCODINGS, init_snn, snn_rates, snn_spikes
 
 BRANCHES = ("snn", "kan")
-SNN_LOOPS = ("step", "layer")
 NUM_CLASSES = 2
 _SQRT_EPS = 1e-6  # keeps d sqrt(hist) / d hist finite at 0 (saliency maps)
 
@@ -53,11 +52,6 @@ class HybridSpec:
 
     Attributes mirror the ``model`` config section; ``channels``,
     ``name_channels`` and ``time`` come from the ``data`` section.
-    Two speed knobs leave results unchanged: ``scan_unroll``, LIF steps per
-    scan iteration, and ``snn_loop``: ``step`` runs one scan that steps every
-    layer and keeps running spike counts (nothing ``[time, batch, units]``
-    is built, best for large batches), ``layer`` runs one scan per layer with
-    one large matmul between them.
     """
 
     channels: int = 128
@@ -80,8 +74,6 @@ class HybridSpec:
     fusion_hidden: tuple[int, ...] = (32,)
     branches: tuple[str, ...] = BRANCHES
     detach_reset: bool = True
-    scan_unroll: int = 8
-    snn_loop: str = "step"
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -101,9 +93,6 @@ class HybridSpec:
                                  f"got {widths!r}")
         if not self.snn_hidden or not self.kan_hidden:
             raise ValueError("snn_hidden and kan_hidden need at least one layer")
-        if self.snn_loop not in SNN_LOOPS:
-            raise ValueError(f"snn_loop must be one of {SNN_LOOPS}, "
-                             f"got {self.snn_loop!r}")
         self.lif_config  # noqa: B018  (validates reset, surrogate, refractory)
         self.kan_config  # noqa: B018  (validates grid and activation)
 
@@ -129,7 +118,7 @@ class HybridSpec:
         return LIFConfig(reset=self.reset, refractory=self.refractory,
                          surrogate=self.surrogate,
                          surrogate_slope=self.surrogate_slope,
-                         detach_reset=self.detach_reset, unroll=self.scan_unroll)
+                         detach_reset=self.detach_reset)
 
     @property
     def kan_config(self) -> KANConfig:
@@ -235,9 +224,6 @@ def snn_spike_trains(params: dict, spec: HybridSpec, ids: jax.Array,
 
 def _snn_spike_rates(params: dict, spec: HybridSpec, ids: jax.Array,
                      tags: jax.Array, hist: jax.Array) -> tuple[jax.Array, ...]:
-    if spec.snn_loop == "layer":
-        trains = snn_spike_trains(params, spec, ids, tags, hist)
-        return tuple(train.mean(axis=0) for train in trains)
     if spec.encoding == "event":
         return snn_rates(params["snn"], spec.lif_config, ids=ids, tags=tags)
     return snn_rates(params["snn"], spec.lif_config, rates_in=normalised_hist(hist),

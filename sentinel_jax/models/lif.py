@@ -44,8 +44,10 @@ class LIFConfig:
         surrogate: name of the surrogate gradient.
         surrogate_slope: its sharpness.
         detach_reset: stop gradients through the reset term.
-        unroll: time steps per scan iteration; larger trades compile time for
-            less loop overhead.
+
+    Scans are never unrolled: on XLA:CPU an unrolled LIF scan writes its
+    stacked outputs by copying, and measured 2-5x slower than one step per
+    iteration (``experiments/benchmark.py``).
     """
 
     reset: str = "subtract"
@@ -53,15 +55,12 @@ class LIFConfig:
     surrogate: str = "fast_sigmoid"
     surrogate_slope: float = 10.0
     detach_reset: bool = True
-    unroll: int = 1
 
     def __post_init__(self) -> None:
         if self.reset not in RESETS:
             raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if self.refractory < 0:
             raise ValueError(f"refractory must be >= 0, got {self.refractory}")
-        if self.unroll < 1:
-            raise ValueError(f"unroll must be >= 1, got {self.unroll}")
         make_spike_fn(self.surrogate, self.surrogate_slope)  # validates both
 
 
@@ -180,7 +179,7 @@ def lif_scan(params: dict, currents: jax.Array, config: LIFConfig = LIFConfig(),
     carry = state if config.refractory else state.membrane
     length = steps if constant else currents.shape[0]
     carry, spikes = jax.lax.scan(body, carry, None if constant else currents,
-                                 length=length, unroll=min(config.unroll, length))
+                                 length=length)
     if not config.refractory:
         carry = LIFState(carry, state.refractory_left)
     return carry, spikes

@@ -8,11 +8,19 @@
 * ``rate``: the reference design's mode; a feature vector (the hist) is a
   constant current ``x @ W + b`` held for ``num_timesteps`` steps.
 
-Layers have no recurrent connections, so the network runs layer by layer:
-one LIF scan over all steps, then one large matmul turns those spikes into
-the next layer's currents for every step at once. The scans carry only
-elementwise work and the matmuls see ``time * batch`` rows, which is far
-faster than stepping all layers together with small per-step matmuls.
+Two functions run the network, held to the same numbers and gradients by
+the tests. :func:`snn_rates` is what the models use: one scan over time that
+steps every layer and keeps running spike counts, so a step's working set
+(``[batch, units]`` per layer) stays in cache. :func:`snn_spikes` returns the
+full rasters for plots: it runs layer by layer, one LIF scan over all steps
+and one matmul over ``time * batch`` rows between layers.
+
+Why one scan and not layers with time folded into the batch: on the 2-core
+CPU this was measured 3x slower in forward at batch 1024 and slower in
+training, because every ``[time, batch, units]`` intermediate is a fresh
+buffer of megabytes (page faults, memory traffic), while the per-step
+matmuls are already large enough for the matmul kernels. A custom VJP that
+recorded steps and ran the backward layer by layer lost for the same reason.
 """
 
 from __future__ import annotations
@@ -156,15 +164,17 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
               num_timesteps: int = 10) -> tuple[jax.Array, ...]:
     """Mean spikes per step of every layer, ``[batch, units]`` each.
 
-    Same inputs and numbers as :func:`snn_spikes`, computed in one scan over
-    time that steps every layer and keeps only running spike counts. Nothing
-    of size ``[time, batch, units]`` is built in the forward pass, so large
-    batches stay in cache; the price is one small matmul per layer per step.
+    Same inputs, numbers and gradients as :func:`snn_spikes`, computed in one
+    scan over time that steps every layer and keeps only running spike
+    counts. Nothing of size ``[time, batch, units]`` is built in the forward
+    pass; the price is one small matmul per layer per step.
     """
-    # TODO: event encoding reaches only ~16% of matmul peak at batch 1024 and
-    # batch-1 latency is ~0.2-0.3 ms on the shared 2-core CPU (goals: 40% and
-    # 0.1 ms); the per-step [batch, tag] x [tag, units] product and the scan's
-    # per-iteration overhead dominate and need profiling on an idle machine.
+    # TODO: event-mode training runs ~1-3k samples/s at batch 256 on the
+    # shared 2-core CPU (goal ~28k for the reference run in 3 minutes) and
+    # batch-1 latency is ~0.2-0.35 ms (goal 0.1 ms). Profiles (jax.profiler)
+    # show the backward of this scan dominated by per-iteration kernels and
+    # fresh-buffer page faults; glibc malloc tunables (mmap/trim threshold)
+    # cut big-buffer costs up to 8x in isolation. Not yet solved.
     event = rates_in is None
     if event:
         chex.assert_rank([ids, tags], 2)
@@ -205,8 +215,7 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
     # The refractory counters are carried only when they can be nonzero.
     states = [LIFState(zero, jnp.zeros(zero.shape if config.refractory else (),
                                        jnp.int32)) for zero in zeros]
-    (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps,
-                                  unroll=min(config.unroll, steps))
+    (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps)
     return tuple(count / steps for count in counts)
 
 
