@@ -182,7 +182,7 @@ def score_round(
     """Fits every model on the round's training part and scores val and test
     traces. Returns ``{model: {"val"|"test": {scores, labels, families}}}``."""
     from sentinel_jax.symbolic import NeuralToSymbolic
-    from sentinel_jax.training.loop import predict_scores, train
+    from sentinel_jax.training import predict_scores, train
 
     scored: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     window_models = [m for m in models if m in WINDOW_MODELS]

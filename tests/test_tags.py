@@ -13,11 +13,11 @@ import textwrap
 import pytest
 
 from sentinel_jax.data.strace import StraceParser, iter_strace_calls
+from sentinel_jax.data.tagger import derive_tags
 from sentinel_jax.data.tags import (
     NUM_TAGS,
     TAG_NAMES,
     TAG_RULES,
-    derive_tags,
     rules_as_json,
     tag_mask,
     tag_names,

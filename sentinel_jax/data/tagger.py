@@ -320,3 +320,20 @@ def _dup_holds(rule: DupRule, name: str, args: list[str], result: int | None,
 def default_tagger() -> Tagger:
     """The tagger for :data:`TAG_RULES`, built once."""
     return Tagger()
+
+
+def derive_tags(name: str, args: str, result: int | None = None,
+                errno: str | None = None, *, pid: int = 0) -> int:
+    """Tags of one call seen alone (no descriptor table, unknown directory).
+
+    A convenience for tests and generators; the strace reader tags calls with
+    the full per-process state (see :class:`Tagger`).
+
+    Args:
+        name: raw syscall name as strace prints it.
+        args: the raw argument text between the parentheses.
+        result: return value, ``None`` if unknown.
+        errno: error name such as ``ENOENT``, or ``None``.
+        pid: the calling process.
+    """
+    return default_tagger().tag(name, args, result, errno, ProcessState(pid))

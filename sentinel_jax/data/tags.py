@@ -460,26 +460,6 @@ def rules_as_json() -> dict[str, Any]:
     }
 
 
-def derive_tags(name: str, args: str, result: int | None = None,
-                errno: str | None = None, *, pid: int = 0) -> int:
-    """Tags of one call seen alone (no descriptor table, unknown directory).
-
-    A convenience for tests and generators; the strace reader tags calls with
-    the full per-process state (see :class:`sentinel_jax.data.tagger.Tagger`).
-
-    Args:
-        name: raw syscall name as strace prints it.
-        args: the raw argument text between the parentheses.
-        result: return value, ``None`` if unknown.
-        errno: error name such as ``ENOENT``, or ``None``.
-        pid: the calling process.
-    """
-    from sentinel_jax.data.fdtable import ProcessState
-    from sentinel_jax.data.tagger import default_tagger
-
-    return default_tagger().tag(name, args, result, errno, ProcessState(pid))
-
-
 def tag_mask(names: Iterable[str]) -> int:
     """The bit mask of the tags ``names``.
 

@@ -14,10 +14,9 @@ from sentinel_jax.training.loop import (
     TrainingError,
     TrainingInterruptedError,
     TrainResult,
-    predict_logits,
-    predict_scores,
     train,
 )
+from sentinel_jax.training.predict import predict_logits, predict_scores
 
 __all__ = [
     "CheckpointError", "TrainResult", "TrainedRun", "TrainingError",

@@ -39,6 +39,7 @@ from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.config import Config, ConfigError, config_to_dict, load_config
 from sentinel_jax.data.syscalls import Vocabulary
 from sentinel_jax.models.hybrid import HybridSpec
+from sentinel_jax.training.predict import predict_scores
 
 logger = logging.getLogger(__name__)
 
@@ -279,8 +280,6 @@ class TrainedRun:
             hist: ``float32 [batch, channels]``.
             batch_size: windows per device call.
         """
-        from sentinel_jax.training.loop import predict_scores
-
         return predict_scores(self.params, self.spec, ids, tags, hist,
                               batch_size=batch_size)
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import chex
 import jax
 import numpy as np
 from tqdm.auto import tqdm
@@ -36,6 +35,7 @@ from sentinel_jax.evaluation.metrics import choose_threshold, roc_auc
 from sentinel_jax.models.hybrid import HybridSpec, init_hybrid
 from sentinel_jax.training import checkpoint as ckpt
 from sentinel_jax.training.losses import LossWeights
+from sentinel_jax.training.predict import predict_logits
 from sentinel_jax.training.sharding import (
     make_mesh,
     padded_batch_size,
@@ -55,7 +55,6 @@ from sentinel_jax.training.steps import (
     anomaly_scores,
     epoch_order,
     gather_batches,
-    make_logits_fn,
     make_run_steps,
     make_train_step,
 )
@@ -65,7 +64,6 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 # Optimiser steps per device call; bounds host memory for a stack of batches.
 STEPS_PER_CALL = 32
-EVAL_BATCH = 1024
 
 
 class TrainingError(RuntimeError):
@@ -97,53 +95,6 @@ class TrainResult:
     best: dict[str, Any]
     stopped_early: bool
     run_dir: Path
-
-
-def predict_logits(params: Params, spec: HybridSpec, ids: np.ndarray,
-                   tags: np.ndarray, hist: np.ndarray,
-                   batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """The hybrid's fused logits, ``float32 [batch, 2]``, in batches.
-
-    Every call has the same shape (the last batch is padded), so it compiles
-    once per ``(spec, batch_size)``.
-    """
-    chex.assert_rank([ids, tags, hist], [2, 2, 2])
-    chex.assert_equal_shape_prefix([ids, tags, hist], 1)
-    logits_fn = _cached_logits_fn(spec)
-    # One placement for every caller (replicated training state, loaded run),
-    # so the function compiles once per shape.
-    params = jax.device_put(params, jax.devices()[0])
-    windows = ids.shape[0]
-    batch_size = max(1, min(batch_size, windows))
-    outputs = []
-    for begin in range(0, windows, batch_size):
-        rows = slice(begin, begin + batch_size)
-        chunk = [np.asarray(ids[rows], np.int32), np.asarray(tags[rows], np.uint32),
-                 np.asarray(hist[rows], np.float32)]
-        real = chunk[0].shape[0]
-        if real < batch_size:
-            chunk = [np.concatenate([a, np.zeros((batch_size - real, *a.shape[1:]),
-                                                 a.dtype)]) for a in chunk]
-        outputs.append(logits_fn(params, *chunk)[:real])
-    if not outputs:
-        return np.zeros((0, 2), np.float32)
-    return np.asarray(jax.device_get(jax.numpy.concatenate(outputs)), np.float32)
-
-
-def predict_scores(params: Params, spec: HybridSpec, ids: np.ndarray,
-                   tags: np.ndarray, hist: np.ndarray,
-                   batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Anomaly scores ``float32 [batch]`` (``logit[attack] - logit[normal]``)."""
-    return anomaly_scores(predict_logits(params, spec, ids, tags, hist, batch_size))
-
-
-_LOGITS_FNS: dict[HybridSpec, Any] = {}
-
-
-def _cached_logits_fn(spec: HybridSpec):
-    if spec not in _LOGITS_FNS:
-        _LOGITS_FNS[spec] = make_logits_fn(spec)
-    return _LOGITS_FNS[spec]
 
 
 def validation_metrics(params: Params, spec: HybridSpec,
