@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -196,20 +199,23 @@ def _scan_as_nobody(root) -> dict:
     return json.loads(result.stdout)
 
 
-def test_permission_denied_is_reported_and_scan_goes_on(tmp_path):
-    root = tmp_path / "perm"
+def test_permission_denied_is_reported_and_scan_goes_on():
+    # pytest's own temporary folders are private to root: the unprivileged
+    # child needs a tree it can reach, so this one lives in /tmp directly.
+    top = Path(tempfile.mkdtemp(prefix="sentinel-perm-"))
+    root = top / "perm"
     (root / "closed").mkdir(parents=True)
     (root / "closed" / "hidden").write_bytes(b"h")
     (root / "secret").write_bytes(b"s")
     (root / "open").write_bytes(b"o")
-    for folder in (tmp_path, tmp_path.parent, tmp_path.parent.parent):
-        os.chmod(folder, 0o755)  # let the unprivileged child reach the tree
+    os.chmod(top, 0o755)
     os.chmod(root / "closed", 0o000)
     os.chmod(root / "secret", 0o000)
     try:
         out = _scan_as_nobody(root)
     finally:
         os.chmod(root / "closed", 0o755)
+        shutil.rmtree(top)
     reasons = {error["path"]: error["reason"] for error in out["errors"]}
     assert reasons[str(root / "closed")].startswith("cannot list folder")
     assert reasons[str(root / "secret")].startswith("cannot open")

@@ -288,7 +288,8 @@ def evolve(hist: np.ndarray, target: np.ndarray, channels: Sequence[int],
     pool = None
     try:
         if settings.processes > 1:
-            pool = multiprocessing.get_context("fork").Pool(
+            # Not fork: forking a process that runs JAX's threads can deadlock.
+            pool = multiprocessing.get_context("forkserver").Pool(
                 settings.processes, initializer=_set_data,
                 initargs=(columns, target))
             mapper = functools.partial(pool.map, chunksize=8)
