@@ -109,29 +109,19 @@ def pipeline(session: Session) -> int:
     return _run(session, "pipeline", argv)
 
 
-def evaluate(session: Session) -> int:
+def _trained_run_args(session: Session) -> list[str]:
+    """``--run``, ``--data`` and ``--out`` for a job on a trained run."""
     run = session.ask("run folder", "runs/menu")
-    argv = [
-        "--run",
-        run,
-        "--data",
-        session.ask("dataset folder", f"{run}/data"),
-        "--out",
-        run,
-    ]
-    return _run(session, "evaluate", argv)
+    data = session.ask("dataset folder", f"{run}/data")
+    return ["--run", run, "--data", data, "--out", run]
+
+
+def evaluate(session: Session) -> int:
+    return _run(session, "evaluate", _trained_run_args(session))
 
 
 def distill(session: Session, rust: bool = True) -> int:
-    run = session.ask("run folder", "runs/menu")
-    argv = [
-        "--run",
-        run,
-        "--data",
-        session.ask("dataset folder", f"{run}/data"),
-        "--out",
-        run,
-    ]
+    argv = _trained_run_args(session)
     return _run(session, "distill", argv if rust else [*argv, "--no-rust"])
 
 

@@ -169,8 +169,8 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
     counts. Nothing of size ``[time, batch, units]`` is built in the forward
     pass; the price is one small matmul per layer per step.
     """
-    # TODO: event-mode training runs ~1-3k samples/s at batch 256 on the
-    # shared 2-core CPU (goal ~28k for the reference run in 3 minutes) and
+    # TODO: event-mode training runs ~1-5k samples/s at batch 256 on the
+    # 2-core CPU (goal ~28k for the reference run in 3 minutes) and
     # batch-1 latency is ~0.2-0.35 ms (goal 0.1 ms). Profiles (jax.profiler)
     # show the backward of this scan dominated by per-iteration kernels and
     # fresh-buffer page faults; glibc malloc tunables (mmap/trim threshold)
