@@ -94,9 +94,9 @@ def save_tree(folder: Path, kind: str, tree: Any, meta: Mapping[str, Any]) -> Pa
     if target.exists():
         # Left by a run killed before it could update the pointer.
         shutil.rmtree(target)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(target.absolute(), tree)
-    checkpointer.wait_until_finished()
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(target.absolute(), tree)
+        checkpointer.wait_until_finished()
     write_json_atomic(pointer, {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "folder": target.name, "digest": tree_digest(tree), "meta": dict(meta)})
@@ -156,7 +156,8 @@ def restore_tree(folder: Path, kind: str, template: Any) -> tuple[Any, dict]:
                                           sharding=getattr(leaf, "sharding", None)),
         template)
     try:
-        tree = ocp.StandardCheckpointer().restore(target.absolute(), abstract)
+        with ocp.StandardCheckpointer() as checkpointer:
+            tree = checkpointer.restore(target.absolute(), abstract)
     except Exception as error:  # orbax raises many types for bad folders.
         raise CheckpointError(
             f"{target}: cannot restore the {kind} checkpoint "
