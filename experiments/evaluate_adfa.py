@@ -120,16 +120,9 @@ def _window_dataset(
             np.full(len(split.test), 2),
         ]
     ).astype(np.int8)
-    data = config.data
     dataset = build_dataset(
         [traces[i].trace for i in order],
-        name_channels=data.name_channels,
-        channels=data.feature_dim,
-        time=data.sequence_length,
-        stride=data.stride,
-        val_fraction=data.val_fraction,
-        test_fraction=data.test_fraction,
-        seed=data.seed,
+        **config.data.dataset_layout(),
         splits=sides,
         info={"source": "adfa", "round": split.name},
     )

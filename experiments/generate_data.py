@@ -130,22 +130,11 @@ def generate(
     )
     if not traces:
         raise UsageError(f"source {source!r} gave no traces")
-    data = config.data
     dataset = build_dataset(
         traces,
-        name_channels=data.name_channels,
-        channels=data.feature_dim,
-        time=data.sequence_length,
-        stride=data.stride,
-        val_fraction=data.val_fraction,
-        test_fraction=data.test_fraction,
-        seed=data.seed,
-        info={
-            "source": source,
-            "input": input_path or "",
-            "dedupe": dedupe,
-            "config": config_to_dict(config),
-        },
+        **config.data.dataset_layout(),
+        info={"source": source, "input": input_path or "", "dedupe": dedupe,
+              "config": config_to_dict(config)},
     )
     save_dataset(dataset, out)
     save_config(config, out / "config.yaml")

@@ -70,6 +70,16 @@ class DataConfig:
     noise: float = _field(0.05, low=0.0, high=1.0, doc="background noise level")
     seed: int = _field(0, low=0)
 
+    def dataset_layout(self) -> dict[str, Any]:
+        """The keyword arguments of ``store.build_dataset`` this section sets:
+        channels, window length and stride, split shares and seed."""
+        return {
+            "name_channels": self.name_channels, "channels": self.feature_dim,
+            "time": self.sequence_length, "stride": self.stride,
+            "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+            "seed": self.seed,
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

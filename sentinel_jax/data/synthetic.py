@@ -132,11 +132,8 @@ class SyntheticDatasetGenerator:
             "traces": len(traces),
             "mimicry_traces": sum(":mimicry:" in t.trace_id for t in traces),
         }
-        dataset = store.build_dataset(
-            traces, name_channels=data.name_channels, channels=data.feature_dim,
-            time=data.sequence_length, stride=data.stride,
-            val_fraction=data.val_fraction, test_fraction=data.test_fraction,
-            seed=data.seed, info=metadata)
+        dataset = store.build_dataset(traces, **data.dataset_layout(),
+                                      info=metadata)
         metadata["seconds"] = {"generate": round(generated - started, 3),
                                "encode": round(timer.perf_counter() - generated, 3)}
         return GeneratedDataset(dataset, dataset.labels, metadata)
