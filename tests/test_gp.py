@@ -143,3 +143,18 @@ def test_compress_rejects_bad_input():
         compressor.compress_model(None, hist, np.ones(20))
     with pytest.raises(ValueError, match="targets"):
         compressor.compress_model(None, hist, np.arange(5.0))
+
+
+def test_simplification_keeps_the_value_of_tanh_heavy_equations():
+    # Sums of tanh terms once sent sympy.simplify into minutes of rewriting;
+    # the bounded rewrites must return the same function, quickly.
+    x = sympy.symbols("x0:4")
+    expr = (0.63 * sympy.tanh(x[0] - x[1]) * sympy.tanh(x[2])
+            + 1.27 * sympy.tanh(x[1] + 0.5 * x[3]) - 0.63 * sympy.tanh(x[2])
+            + 0.81 * (x[0] + x[1]) * (x[2] - x[3]))
+    simpler = simplify_expression(expr)
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(50, 4))
+    before = sympy.lambdify(x, expr, "numpy")(*points.T)
+    after = sympy.lambdify(x, simpler, "numpy")(*points.T)
+    np.testing.assert_allclose(after, before, rtol=1e-12, atol=1e-12)

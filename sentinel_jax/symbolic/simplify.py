@@ -104,14 +104,24 @@ def count_nodes(expr: sympy.Expr) -> int:
     return 1 + sum(map(count_nodes, args))
 
 
+def _expand_and_factor(expr: sympy.Expr) -> sympy.Expr:
+    return sympy.factor_terms(sympy.expand(expr))
+
+
+# Bounded rewrites only. sympy.simplify is not among them: its trigonometric
+# pass can run for many minutes on sums of tanh terms (seen on a distilled
+# ADFA-LD scorer), and distillation must finish.
+_SIMPLIFIERS = (sympy.expand, sympy.factor_terms, _expand_and_factor)
+
+
 def simplify_expression(expr: sympy.Expr) -> sympy.Expr:
-    """The shortest of ``expr`` and sympy's simplifications of it.
+    """The shortest of ``expr`` and a few bounded rewrites of it.
 
     Shortest by :func:`count_nodes`; ties keep the earlier (less rewritten)
-    form. A simplification that fails is skipped with a log line.
+    form. A rewrite that fails is skipped with a log line.
     """
     candidates = [expr]
-    for simplifier in (sympy.expand, sympy.simplify):
+    for simplifier in _SIMPLIFIERS:
         try:
             candidates.append(simplifier(expr))
         except Exception as error:  # sympy raises many types on odd input
