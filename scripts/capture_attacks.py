@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from strace_tools import current_tracer, free_port, with_listener
+from strace_tools import current_tracer, serve_http, with_listener
 
 PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else "python3"
 
@@ -100,14 +100,8 @@ class _Upload(http.server.BaseHTTPRequestHandler):
 def http_listener(host: str, payloads: dict[str, bytes]) -> Iterator[int]:
     """An HTTP server on ``host`` serving ``payloads`` and accepting uploads."""
     handler = type("Handler", (_Upload,), {"payloads": payloads})
-    server = http.server.ThreadingHTTPServer((host, free_port(host)), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(handler, host) as port:
+        yield port
 
 
 @contextlib.contextmanager

@@ -14,17 +14,13 @@ repeat index that varies sizes.
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import subprocess
 import textwrap
-import threading
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 
 from capture_attacks import PYTHON
-from strace_tools import current_tracer, free_port, stop, write_files
+from strace_tools import current_tracer, free_port, serving, stop, write_files
 
 Recipe = Callable[[Path, Path, int], None]
 
@@ -40,25 +36,6 @@ def _sh(log: Path, work: Path, script: str) -> None:
 def _py(log: Path, work: Path, code: str, *args: str) -> None:
     (work / "job.py").write_text(textwrap.dedent(code))
     _trace(log, work, [PYTHON, "job.py", *args])
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _site(folder: Path) -> Iterator[int]:
-    """An untraced http.server on 127.0.0.1 serving ``folder``."""
-    handler = partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def perl_report(log: Path, work: Path, k: int) -> None:
@@ -88,7 +65,7 @@ def checksums(log: Path, work: Path, k: int) -> None:
 
 def curl_client(log: Path, work: Path, k: int) -> None:
     write_files(work / "site", 3, 2000)
-    with _site(work / "site") as port:
+    with serving(work / "site") as port:
         _sh(log, work, f"for i in $(seq 0 {2 + k}); do curl -s -o page$i "
                        f"http://127.0.0.1:{port}/file$((i % 3)).txt; done; "
                        f"curl -s -I http://127.0.0.1:{port}/ | head -1; ls -l page*")
@@ -96,7 +73,7 @@ def curl_client(log: Path, work: Path, k: int) -> None:
 
 def urllib_client(log: Path, work: Path, k: int) -> None:
     write_files(work / "site", 3, 1500)
-    with _site(work / "site") as port:
+    with serving(work / "site") as port:
         _py(log, work, """\
             import sys, urllib.request
             for i in range(int(sys.argv[2])):

@@ -176,12 +176,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(folder: Path, host: str = "127.0.0.1") -> Iterator[int]:
-    """An untraced HTTP server on ``host`` serving ``folder``; yields its port.
-
-    For recordings of clients: only the client runs under strace.
-    """
-    handler = functools.partial(_QuietHandler, directory=str(folder))
+def serve_http(handler: Callable[..., http.server.BaseHTTPRequestHandler],
+               host: str = "127.0.0.1") -> Iterator[int]:
+    """An untraced threaded HTTP server on ``host``; yields its port."""
     server = http.server.ThreadingHTTPServer((host, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -190,3 +187,12 @@ def serving(folder: Path, host: str = "127.0.0.1") -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serving(folder: Path, host: str = "127.0.0.1"
+            ) -> contextlib.AbstractContextManager[int]:
+    """An untraced HTTP server on ``host`` serving ``folder``; yields its port.
+
+    For recordings of clients: only the client runs under strace.
+    """
+    return serve_http(functools.partial(_QuietHandler, directory=str(folder)), host)

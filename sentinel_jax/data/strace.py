@@ -37,6 +37,7 @@ from sentinel_jax.data.straceline import (
     UNFINISHED_MARK,
     parse_timestamp,
     read_call,
+    read_result,
     read_resumed,
 )
 from sentinel_jax.data.syscalls import canonical_name
@@ -356,14 +357,7 @@ class StraceParser:
                 state = self._state(pid, raw_name)
             if state.pending is not None or "<unfinished ...>" in args:
                 return self._slow(line)
-            if value == "?":
-                result = None
-            elif value[:2] == "0x":
-                result = int(value, 16)
-            else:
-                result = int(value)
-            if errno is not None and result is not None and result >= 0:
-                errno = None
+            result, errno = read_result(value, errno)
             return [self._complete(
                 state, raw_name, args, result, errno,
                 parse_timestamp(timestamp) if timestamp else None,

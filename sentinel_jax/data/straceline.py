@@ -76,6 +76,13 @@ def read_outcome(tail: str, whole_line: bool = True) -> Outcome | None:
     if match is None:
         return None
     value, annotation, errno, duration = match.groups()
+    result, errno = read_result(value, errno)
+    return result, errno, float(duration) if duration else None, annotation
+
+
+def read_result(value: str, errno: str | None) -> tuple[int | None, str | None]:
+    """A return value as strace prints it (``-1``, ``0x7f..``, ``?``) and its
+    error name, which only a negative result keeps."""
     if value == "?":
         result = None
     elif value[:2] == "0x":
@@ -84,7 +91,7 @@ def read_outcome(tail: str, whole_line: bool = True) -> Outcome | None:
         result = int(value)
     if errno is not None and result is not None and result >= 0:
         errno = None
-    return result, errno, float(duration) if duration else None, annotation
+    return result, errno
 
 
 def _closing_paren(head: str, start: int) -> int:
