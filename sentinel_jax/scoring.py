@@ -31,7 +31,7 @@ import numpy as np
 
 from sentinel_jax.data.encode import histogram
 from sentinel_jax.data.syscalls import PAD_ID
-from sentinel_jax.models.hybrid import HybridSpec, apply_hybrid
+from sentinel_jax.models.hybrid import HybridSpec, prepare_hybrid, prepared_logits
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,13 @@ class NetworkScorer:
             raise ValueError(f"batch_sizes must be positive, got {batch_sizes}")
         self.spec = spec
         self.params = params
+        # Parameter-only work (LIF constants, folded KAN weights) is done once
+        # here, not on every call: at batch 1 it was most of the latency.
+        self.prepared = jax.jit(prepare_hybrid, static_argnums=1)(params, spec)
         self.buckets = tuple(buckets)
 
-        def window_scores(params, ids, tags, hist):
-            logits = apply_hybrid(params, spec, ids, tags, hist).logits
+        def window_scores(prepared, ids, tags, hist):
+            logits = prepared_logits(prepared, spec, ids, tags, hist)
             return logits[:, 1] - logits[:, 0]
 
         jitted = jax.jit(window_scores)
@@ -104,7 +107,7 @@ class NetworkScorer:
                 shapes = (jax.ShapeDtypeStruct((size, spec.time), jnp.int32),
                           jax.ShapeDtypeStruct((size, spec.time), jnp.uint32),
                           jax.ShapeDtypeStruct((size, spec.channels), jnp.float32))
-                _EXECUTABLES[key] = jitted.lower(params, *shapes).compile()
+                _EXECUTABLES[key] = jitted.lower(self.prepared, *shapes).compile()
                 self.compilations += 1
             self._executables[size] = _EXECUTABLES[key]
         self.compile_seconds = time.perf_counter() - began
@@ -144,7 +147,7 @@ class NetworkScorer:
             chunk = [_pad_rows(np.asarray(array[begin:end], dtype), size)
                      for array, dtype in ((ids, np.int32), (tags, np.uint32),
                                           (hist, np.float32))]
-            pending.append((begin, end, self._executables[size](self.params,
+            pending.append((begin, end, self._executables[size](self.prepared,
                                                                  *chunk)))
 
         def collect() -> np.ndarray:

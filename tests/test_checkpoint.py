@@ -122,3 +122,59 @@ def test_load_run_of_a_missing_or_unfinished_run_is_a_clear_error(
     (run_dir / "checkpoints" / "threshold.json").unlink()
     with pytest.raises(CheckpointError, match="did training finish"):
         load_run(run_dir)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_end(dataset, tmp_path):
+    # A real kill, at whatever moment it lands (mid-epoch or while the
+    # background writer is saving), then the same command with --resume.
+    # Saves lag at most one epoch, so once epoch 4 is logged the latest
+    # checkpoint holds epoch 3 or later.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from sentinel_jax.config import save_config
+    from sentinel_jax.data.store import save_dataset
+
+    root = Path(__file__).resolve().parent.parent
+    epochs = 16
+    config = save_config(make_config(*RUN, f"training.epochs={epochs}"),
+                         tmp_path / "config.yaml")
+    data_dir = save_dataset(dataset, tmp_path / "data")
+
+    def command(out):
+        return [sys.executable, str(root / "experiments" / "train.py"), "--config",
+                str(config), "--data", str(data_dir), "--out", str(out), "--quiet"]
+
+    def history(out):
+        return _comparable([json.loads(line) for line in
+                            (out / "metrics.jsonl").read_text().splitlines()])
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(command(full), check=True, env=env, timeout=300)
+
+    process = subprocess.Popen(command(killed), env=env)
+    metrics = killed / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None and not (
+            metrics.exists() and len(metrics.read_text().splitlines()) >= 4):
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (killed / "checkpoints" / "threshold.json").exists()
+    assert len(history(killed)) < epochs
+    saved = json.loads((killed / "checkpoints" / "latest.json").read_text())
+    assert saved["meta"]["epoch"] >= 3
+
+    resumed = subprocess.run(command(killed)[:-1] + ["--resume"], env=env,
+                             timeout=300, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"from epoch {saved['meta']['epoch']} " in resumed.stderr
+    assert history(killed) == history(full)
+    assert (json.loads((killed / "checkpoints" / "threshold.json").read_text())
+            == json.loads((full / "checkpoints" / "threshold.json").read_text()))

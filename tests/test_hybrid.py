@@ -21,6 +21,8 @@ from sentinel_jax.models import (
     init_hybrid,
     kan_spline_functions,
     parameter_bytes,
+    prepare_hybrid,
+    prepared_logits,
     snn_spike_trains,
 )
 from sentinel_jax.models.lif import LIFConfig
@@ -56,6 +58,23 @@ def test_output_shapes_and_dtypes(encoding, branches):
                    for r in out.spike_rates)
     else:
         assert out.spike_rates == () and float(out.kan_l1) > 0
+
+
+@pytest.mark.parametrize("encoding", ["event", "rate"])
+@pytest.mark.parametrize("branches", [("snn", "kan"), ("snn",), ("kan",)])
+def test_prepared_parameters_give_the_same_logits(encoding, branches):
+    # Inference prepares parameters once; batch 1 also takes the unrolled
+    # scan. Both must score exactly as the training forward does.
+    spec = dataclasses.replace(SMALL, encoding=encoding, branches=branches)
+    params = init_hybrid(jax.random.key(3), spec)
+    prepared = jax.jit(prepare_hybrid, static_argnums=1)(params, spec)
+    assert "lif" not in prepared.get("snn", {})
+    logits = jax.jit(prepared_logits, static_argnums=1)
+    for batch in (1, 7, 33):
+        inputs = windows(spec, batch, seed=batch)
+        expected = apply_hybrid(params, spec, *inputs).logits
+        np.testing.assert_allclose(logits(prepared, spec, *inputs), expected,
+                                   rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("encoding", ["event", "rate"])

@@ -14,6 +14,8 @@ from sentinel_jax.models.hybrid import (
     kan_spline_functions,
     normalised_hist,
     parameter_bytes,
+    prepare_hybrid,
+    prepared_logits,
     snn_spike_trains,
 )
 from sentinel_jax.models.kan import KAN, KANConfig
@@ -25,5 +27,5 @@ __all__ = [
     "LIFState", "SNN_KAN_Hybrid", "SpikingNeuralNetwork", "apply_hybrid",
     "count_parameters", "extend_hybrid_grid", "forward_flops", "init_hybrid",
     "kan_inputs", "kan_spline_functions", "normalised_hist", "parameter_bytes",
-    "snn_spike_trains",
+    "prepare_hybrid", "prepared_logits", "snn_spike_trains",
 ]

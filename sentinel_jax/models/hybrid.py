@@ -32,14 +32,21 @@ from sentinel_jax.data.tags import NUM_TAGS
 from sentinel_jax.models.dense import dense, init_dense, init_mlp, mlp
 from sentinel_jax.models.kan import (
     KANConfig,
-    apply_kan,
+    apply_prepared_kan,
     edge_functions,
     extend_kan_layer,
     init_kan,
     kan_regularisers,
+    prepare_kan,
 )
 from sentinel_jax.models.lif import LIFConfig
-from sentinel_jax.models.snn import ENCODINGS, init_snn, snn_rates, snn_spikes
+from sentinel_jax.models.snn import (
+    ENCODINGS,
+    init_snn,
+    prepare_snn,
+    prepared_snn_rates,
+    snn_spikes,
+)
 
 BRANCHES = ("snn", "kan")
 NUM_CLASSES = 2
@@ -222,12 +229,57 @@ def snn_spike_trains(params: dict, spec: HybridSpec, ids: jax.Array,
                       num_timesteps=spec.num_timesteps)
 
 
-def _snn_spike_rates(params: dict, spec: HybridSpec, ids: jax.Array,
-                     tags: jax.Array, hist: jax.Array) -> tuple[jax.Array, ...]:
-    if spec.encoding == "event":
-        return snn_rates(params["snn"], spec.lif_config, ids=ids, tags=tags)
-    return snn_rates(params["snn"], spec.lif_config, rates_in=normalised_hist(hist),
-                     num_timesteps=spec.num_timesteps)
+def prepare_hybrid(params: dict, spec: HybridSpec) -> dict:
+    """The parameters in the form the forward pass reads them.
+
+    Work that depends on the parameters alone (LIF ``beta`` and ``theta``,
+    the padded name table, folded KAN weights) is done here. Training runs
+    it inside the jitted step; inference runs it once at load and then calls
+    :func:`prepared_logits`, so a batch-1 forward does none of it.
+    """
+    prepared = {name: params[name] for name in ("snn_head", "kan_head", "fusion")
+                if name in params}
+    if "snn" in spec.branches:
+        prepared["snn"] = prepare_snn(params["snn"])
+    if "kan" in spec.branches:
+        prepared["kan"] = prepare_kan(params["kan"])
+    return prepared
+
+
+def _branch_features(prepared: dict, spec: HybridSpec, ids: jax.Array,
+                     tags: jax.Array, hist: jax.Array
+                     ) -> tuple[tuple[jax.Array, ...], jax.Array | None]:
+    """``(SNN spike rates per layer, KAN output or None)``."""
+    spike_rates: tuple[jax.Array, ...] = ()
+    kan_out = None
+    if "snn" in spec.branches:
+        if spec.encoding == "event":
+            spike_rates = prepared_snn_rates(prepared["snn"], spec.lif_config,
+                                             ids=ids, tags=tags)
+        else:
+            spike_rates = prepared_snn_rates(
+                prepared["snn"], spec.lif_config, rates_in=normalised_hist(hist),
+                num_timesteps=spec.num_timesteps)
+    if "kan" in spec.branches:
+        kan_out = apply_prepared_kan(prepared["kan"], kan_inputs(hist, spec),
+                                     spec.kan_config)
+    return spike_rates, kan_out
+
+
+def _fuse(prepared: dict, spike_rates: tuple[jax.Array, ...],
+          kan_out: jax.Array | None) -> jax.Array:
+    features = ([spike_rates[-1]] if spike_rates else []) + (
+        [kan_out] if kan_out is not None else [])
+    return mlp(prepared["fusion"], jnp.concatenate(features, axis=-1))
+
+
+def prepared_logits(prepared: dict, spec: HybridSpec, ids: jax.Array,
+                    tags: jax.Array, hist: jax.Array) -> jax.Array:
+    """The fusion logits ``float32 [batch, 2]`` from :func:`prepare_hybrid`'s
+    parameters; equal to ``apply_hybrid(params, ...).logits``."""
+    _check_inputs(spec, ids, tags, hist)
+    spike_rates, kan_out = _branch_features(prepared, spec, ids, tags, hist)
+    return _fuse(prepared, spike_rates, kan_out)
 
 
 def apply_hybrid(params: dict, spec: HybridSpec, ids: jax.Array, tags: jax.Array,
@@ -245,20 +297,16 @@ def apply_hybrid(params: dict, spec: HybridSpec, ids: jax.Array, tags: jax.Array
         A :class:`HybridOutput`; ``logits[:, 1]`` is the anomaly class.
     """
     _check_inputs(spec, ids, tags, hist)
-    features = []
+    prepared = prepare_hybrid(params, spec)
+    spike_rates, kan_out = _branch_features(prepared, spec, ids, tags, hist)
     snn_logits = kan_logits = None
-    spike_rates: tuple[jax.Array, ...] = ()
     kan_l1 = kan_entropy = jnp.zeros((), jnp.float32)
-    if "snn" in spec.branches:
-        spike_rates = _snn_spike_rates(params, spec, ids, tags, hist)
+    if spike_rates:
         snn_logits = dense(params["snn_head"], spike_rates[-1])
-        features.append(spike_rates[-1])
-    if "kan" in spec.branches:
-        kan_out = apply_kan(params["kan"], kan_inputs(hist, spec), spec.kan_config)
+    if kan_out is not None:
         kan_logits = dense(params["kan_head"], kan_out)
         kan_l1, kan_entropy = kan_regularisers(params["kan"])
-        features.append(kan_out)
-    logits = mlp(params["fusion"], jnp.concatenate(features, axis=-1))
+    logits = _fuse(prepared, spike_rates, kan_out)
     return HybridOutput(logits, snn_logits, kan_logits, spike_rates, kan_l1,
                         kan_entropy)
 

@@ -126,6 +126,25 @@ def apply_kan(layers: Sequence[dict], x: jax.Array,
     return x
 
 
+def prepare_kan(layers: Sequence[dict]) -> list[dict]:
+    """Each layer as ``{"weight": folded [in * (coeff + 1), out], "bias"}``.
+
+    Folding depends on the parameters alone; inference does it once at load
+    (see :func:`apply_prepared_kan`) instead of on every call.
+    """
+    return [{"weight": folded_weights(params), "bias": params["bias"]}
+            for params in layers]
+
+
+def apply_prepared_kan(prepared: Sequence[dict], x: jax.Array,
+                       config: KANConfig = KANConfig()) -> jax.Array:
+    """:func:`apply_kan` on layers from :func:`prepare_kan`."""
+    chex.assert_rank(x, 2)
+    for params in prepared:
+        x = kan_features(x, config) @ params["weight"] + params["bias"]
+    return x
+
+
 def edge_magnitudes(params: dict) -> jax.Array:
     """Weight-based size of every edge function, ``[in, out]``.
 

@@ -52,6 +52,7 @@ ENCODINGS = ("event", "rate")
 _CURRENT_STD = 0.6
 _RATE_CURRENT_STD = 0.3
 _ASSUMED_INPUT_RATE = 0.15
+_SMALL_BATCH = 8  # batches up to this size unroll the time scan twice
 
 
 def unpack_tags(tags: jax.Array, tag_channels: int) -> jax.Array:
@@ -159,6 +160,28 @@ def snn_spikes(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
     return tuple(trains)
 
 
+def prepare_snn(params: dict) -> dict:
+    """The parameters in the form the forward pass reads them.
+
+    Everything that depends on the parameters alone is computed here once:
+    ``beta`` and ``theta`` of every layer and, in event mode, the name table
+    with its padding row zeroed. Training calls this inside the jitted step
+    (gradients flow through it); inference calls it once at load, so a
+    batch-1 forward pays for none of it.
+
+    Returns:
+        ``{"input": ..., "layers": [...], "beta": [[units]...],
+        "theta": [[units]...]}``.
+    """
+    inputs = params["input"]
+    if "name" in inputs:
+        inputs = {**inputs, "name": inputs["name"].at[PAD_ID].set(0.0)}
+    constants = [lif_constants(lif) for lif in params["lif"]]
+    return {"input": inputs, "layers": params["layers"],
+            "beta": [beta for beta, _ in constants],
+            "theta": [theta for _, theta in constants]}
+
+
 def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
               tags: jax.Array | None = None, rates_in: jax.Array | None = None,
               num_timesteps: int = 10) -> tuple[jax.Array, ...]:
@@ -169,24 +192,37 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
     counts. Nothing of size ``[time, batch, units]`` is built in the forward
     pass; the price is one small matmul per layer per step.
     """
-    # TODO: event-mode training runs ~1-5k samples/s at batch 256 on the
-    # 2-core CPU (goal ~28k for the reference run in 3 minutes) and
-    # batch-1 latency is ~0.2-0.35 ms (goal 0.1 ms). Profiles (jax.profiler)
-    # show the backward of this scan dominated by per-iteration kernels and
-    # fresh-buffer page faults; glibc malloc tunables (mmap/trim threshold)
-    # cut big-buffer costs up to 8x in isolation. Not yet solved.
+    return prepared_snn_rates(prepare_snn(params), config, ids=ids, tags=tags,
+                              rates_in=rates_in, num_timesteps=num_timesteps)
+
+
+def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
+                       ids: jax.Array | None = None, tags: jax.Array | None = None,
+                       rates_in: jax.Array | None = None,
+                       num_timesteps: int = 10) -> tuple[jax.Array, ...]:
+    """:func:`snn_rates` on parameters from :func:`prepare_snn`."""
+    # TODO: event-mode training runs ~6-7k samples/s at batch 256 on an idle
+    # 2-core CPU (goal ~28k for the reference run in 3 minutes) and the
+    # batch-1 forward is ~0.12-0.2 ms (goal 0.1 ms). Profiles (jax.profiler
+    # with --xla_cpu_enable_xprof_traceme) show both bound by per-kernel
+    # overhead of the scan body: ~16 small kernels per step at batch 1, and
+    # residual slicing/copies (~30%) in the backward at batch 256. Tried and
+    # measured slower or no better: unrolling, hoisting the first layer's
+    # currents out of the scan, a layer-by-layer (time-folded) scan, one
+    # wavefront scan over all layers with a block matmul, remat policies,
+    # two CPU devices, and XLA fusion flags.
     event = rates_in is None
     if event:
         chex.assert_rank([ids, tags], 2)
-        name_weights = params["input"]["name"].at[PAD_ID].set(0.0)
-        tag_weights = params["input"]["tag"]
+        name_weights = prepared["input"]["name"]
+        tag_weights = prepared["input"]["tag"]
         xs = (ids.T, tags.T)
         steps = ids.shape[1]
     else:
         chex.assert_rank(rates_in, 2)
-        constant = rates_in @ params["input"]["weight"] + params["input"]["bias"]
+        constant = rates_in @ prepared["input"]["weight"] + prepared["input"]["bias"]
         xs, steps = None, num_timesteps
-    constants = [lif_constants(lif) for lif in params["lif"]]
+    constants = list(zip(prepared["beta"], prepared["theta"], strict=True))
 
     def body(carry, step_inputs):
         states, counts = carry
@@ -199,7 +235,7 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
         else:
             current = constant
         new_states, new_counts = [], []
-        layers = [None, *params["layers"]]
+        layers = [None, *prepared["layers"]]
         spikes = None
         for (beta, theta), state, count, layer in zip(constants, states, counts,
                                                       layers, strict=True):
@@ -215,7 +251,12 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
     # The refractory counters are carried only when they can be nonzero.
     states = [LIFState(zero, jnp.zeros(zero.shape if config.refractory else (),
                                        jnp.int32)) for zero in zeros]
-    (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps)
+    # Small batches are bound by per-kernel overhead; two steps per loop
+    # iteration halve the loop's own kernels (~15% at batch 1). Large
+    # batches measured no gain, and training lost, so they keep one.
+    unroll = 2 if batch <= _SMALL_BATCH else 1
+    (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps,
+                                  unroll=unroll)
     return tuple(count / steps for count in counts)
 
 

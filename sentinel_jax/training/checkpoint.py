@@ -21,12 +21,14 @@ rather than a silent restart.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
 import logging
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,74 @@ def save_tree(folder: Path, kind: str, tree: Any, meta: Mapping[str, Any]) -> Pa
     if previous is not None and previous != target and previous.exists():
         shutil.rmtree(previous)
     return target
+
+
+class CheckpointWriter:
+    """Writes checkpoints on one background thread, in the order given.
+
+    The training loop hands a checkpoint over and goes on with the next
+    epoch while it is written (two synchronous orbax saves cost ~0.3 s per
+    epoch on 2 cores, a quarter of a rate-mode epoch). Each tree is copied
+    into fresh buffers when handed over, so the train step may donate and
+    overwrite the live state meanwhile. The loop calls :meth:`wait` before it
+    hands over an epoch's saves, so saves never fall more than one epoch
+    behind (a kill loses at most that epoch, which a resumed run recomputes
+    exactly). A failed save is raised by the next :meth:`save` or by
+    :meth:`wait`.
+
+    With several processes (multi-host) orbax saves are collective, so they
+    stay synchronous, as they do with ``background=False``.
+
+    Usage::
+
+        with CheckpointWriter() as writer:
+            writer.save(folder, LATEST, state, meta)
+            ...
+            writer.wait()  # before reading a checkpoint back
+    """
+
+    def __init__(self, background: bool = True):
+        self.background = background and jax.process_count() == 1
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+                      if self.background else None)
+        self._pending: collections.deque[Future] = collections.deque()
+
+    def save(self, folder: Path, kind: str, tree: Any,
+             meta: Mapping[str, Any]) -> None:
+        """Saves ``tree`` as :func:`save_tree` does, now or in the background."""
+        if self._pool is None:
+            save_tree(folder, kind, tree, meta)
+            return
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()
+        snapshot = jax.tree.map(lambda leaf: leaf.copy(), tree)
+        self._pending.append(self._pool.submit(
+            save_tree, folder, kind, snapshot, json.loads(json.dumps(meta))))
+
+    def wait(self) -> None:
+        """Blocks until every save handed over is written; raises a failure."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Waits for the pending saves and stops the thread."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:  # already failing: finish what was handed over, keep that error
+            self.close()
+        except Exception as error:  # noqa: BLE001
+            logger.error("a checkpoint save failed as well: %s", error)
 
 
 def _pointed_folder(folder: Path, kind: str) -> Path | None:

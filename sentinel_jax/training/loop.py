@@ -175,7 +175,8 @@ def train(config: Config, dataset: Dataset, run_dir: str | Path, *,
             length); more cuts dispatch overhead, fewer updates the progress
             bar more often. No effect on results.
         on_epoch_end: called with each epoch's metrics once its checkpoint
-            is written (benchmarks time whole epochs with it).
+            is handed to the background writer (benchmarks time whole epochs
+            with it).
 
     Returns:
         The :class:`TrainResult`.
@@ -236,52 +237,54 @@ def train(config: Config, dataset: Dataset, run_dir: str | Path, *,
 
     metric = training.early_stopping_metric
     stopped_early = bad_epochs >= training.early_stopping_patience > 0
-    for epoch in range(start_epoch, training.epochs):
-        if stopped_early:
-            break
-        began = time.perf_counter()
-        order = epoch_order(training.seed, epoch, len(train_data), batch_size)
-        step_metrics = []
-        bar = tqdm(total=epoch_steps, desc=f"epoch {epoch + 1}/{training.epochs}",
-                   disable=not training.progress, leave=False, unit="step")
-        for begin, end in _chunks(epoch * epoch_steps, epoch_steps,
-                                  stop_after_steps, steps_per_call):
-            stack = gather_batches(train_arrays, order[begin:end])
-            state, metrics = run_steps(state, shard_batch(stack, mesh, 1))
-            step_metrics.append(metrics)
-            bar.update(end - begin)
-        bar.close()
-        if stop_after_steps is not None and (epoch + 1) * epoch_steps > \
-                stop_after_steps:
-            raise TrainingInterruptedError(f"stopped after {stop_after_steps} steps")
+    with ckpt.CheckpointWriter() as writer:
+        for epoch in range(start_epoch, training.epochs):
+            if stopped_early:
+                break
+            began = time.perf_counter()
+            order = epoch_order(training.seed, epoch, len(train_data), batch_size)
+            step_metrics = []
+            bar = tqdm(total=epoch_steps, desc=f"epoch {epoch + 1}/{training.epochs}",
+                       disable=not training.progress, leave=False, unit="step")
+            for begin, end in _chunks(epoch * epoch_steps, epoch_steps,
+                                      stop_after_steps, steps_per_call):
+                stack = gather_batches(train_arrays, order[begin:end])
+                state, metrics = run_steps(state, shard_batch(stack, mesh, 1))
+                step_metrics.append(metrics)
+                bar.update(end - begin)
+            bar.close()
+            if stop_after_steps is not None and (epoch + 1) * epoch_steps > \
+                    stop_after_steps:
+                raise TrainingInterruptedError(
+                    f"stopped after {stop_after_steps} steps")
 
-        entry = _epoch_entry(epoch, state, step_metrics, schedule)
-        if not math.isfinite(entry["train_loss"]):
-            raise TrainingError(f"training loss became {entry['train_loss']} in "
-                                f"epoch {epoch + 1}; lower training.learning_rate")
-        val, _ = validation_metrics(state.params, spec, val_data)
-        entry.update(val, seconds=round(time.perf_counter() - began, 3))
-        history.append(entry)
-        if best_value is None or _rank(entry, metric) > best_value:
-            best_value, best_entry, bad_epochs = _rank(entry, metric), entry, 0
-            ckpt.save_tree(folder, ckpt.BEST, state.params, entry)
-        else:
-            bad_epochs += 1
-        stopped_early = bad_epochs >= training.early_stopping_patience > 0
-        _write_history(run_dir, history)
-        # TODO: save asynchronously, overlapping the next epoch: the two
-        # synchronous orbax saves cost about 0.2 s each per epoch on 2 cores.
-        ckpt.save_tree(folder, ckpt.LATEST, state, {
-            "step": int(state.step), "epoch": epoch + 1, "history": history,
-            "best_value": best_value, "best_entry": best_entry,
-            "bad_epochs": bad_epochs})
-        logger.info(
-            "epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.1fs%s",
-            epoch + 1, training.epochs, entry["train_loss"], entry["val_loss"],
-            entry["val_roc_auc"], entry["seconds"],
-            "  (best)" if best_entry is entry else "")
-        if on_epoch_end is not None:
-            on_epoch_end(entry)
+            entry = _epoch_entry(epoch, state, step_metrics, schedule)
+            if not math.isfinite(entry["train_loss"]):
+                raise TrainingError(f"training loss became {entry['train_loss']} in "
+                                    f"epoch {epoch + 1}; lower training.learning_rate")
+            val, _ = validation_metrics(state.params, spec, val_data)
+            entry.update(val, seconds=round(time.perf_counter() - began, 3))
+            history.append(entry)
+            writer.wait()  # the previous epoch's saves, written meanwhile
+            if best_value is None or _rank(entry, metric) > best_value:
+                best_value, best_entry, bad_epochs = _rank(entry, metric), entry, 0
+                writer.save(folder, ckpt.BEST, state.params, entry)
+            else:
+                bad_epochs += 1
+            stopped_early = bad_epochs >= training.early_stopping_patience > 0
+            _write_history(run_dir, history)
+            # Written in the background while the next epoch trains.
+            writer.save(folder, ckpt.LATEST, state, {
+                "step": int(state.step), "epoch": epoch + 1, "history": history,
+                "best_value": best_value, "best_entry": best_entry,
+                "bad_epochs": bad_epochs})
+            logger.info(
+                "epoch %d/%d  loss %.4f  val_loss %.4f  val_auc %.4f  %.1fs%s",
+                epoch + 1, training.epochs, entry["train_loss"], entry["val_loss"],
+                entry["val_roc_auc"], entry["seconds"],
+                "  (best)" if best_entry is entry else "")
+            if on_epoch_end is not None:
+                on_epoch_end(entry)
 
     params, _ = ckpt.restore_tree(folder, ckpt.BEST, state.params)
     _, val_scores = validation_metrics(params, spec, val_data)
