@@ -25,6 +25,7 @@ from sentinel_jax.models import (
     prepared_logits,
     snn_spike_trains,
 )
+from sentinel_jax.models import snn as snn_module
 from sentinel_jax.models.lif import LIFConfig
 from sentinel_jax.models.snn import init_snn, snn_rates, snn_spikes
 
@@ -186,20 +187,22 @@ def test_reference_entry_points():
     ("event", LIFConfig(refractory=2, reset="zero")),
     ("rate", LIFConfig(detach_reset=False, surrogate="triangle", surrogate_slope=3.0)),
 ])
-def test_fast_rates_equal_reference_rasters_in_values_and_gradients(encoding, lif):
-    # snn_rates (one scan stepping every layer, what the models train with)
-    # against snn_spikes (layer by layer, the reference): same numbers and
-    # the same gradients for every parameter.
+@pytest.mark.parametrize("batch", [1, snn_module._SMALL_BATCH + 3])
+def test_fast_rates_equal_reference_rasters_in_values_and_gradients(encoding, lif,
+                                                                    batch):
+    # snn_rates against snn_spikes (the reference rasters): same numbers and
+    # the same gradients for every parameter, in both of snn_rates'
+    # schedules (layer by layer up to _SMALL_BATCH windows, one scan above).
     params = init_snn(jax.random.key(6), encoding=encoding, input_dim=14,
                       hidden=(6, 5, 4), name_channels=10, threshold=0.3)
     rng = np.random.default_rng(7)
     if encoding == "event":
-        inputs = {"ids": jnp.asarray(rng.integers(0, 10, (3, 9)), jnp.int32),
-                  "tags": jnp.asarray(rng.integers(0, 16, (3, 9)), jnp.uint32)}
+        inputs = {"ids": jnp.asarray(rng.integers(0, 10, (batch, 9)), jnp.int32),
+                  "tags": jnp.asarray(rng.integers(0, 16, (batch, 9)), jnp.uint32)}
     else:
-        inputs = {"rates_in": jnp.asarray(rng.random((3, 14)), jnp.float32),
+        inputs = {"rates_in": jnp.asarray(rng.random((batch, 14)), jnp.float32),
                   "num_timesteps": 7}
-    readout = [jnp.asarray(rng.normal(size=(3, units)), jnp.float32)
+    readout = [jnp.asarray(rng.normal(size=(batch, units)), jnp.float32)
                for units in (6, 5, 4)]
 
     def fast(params):

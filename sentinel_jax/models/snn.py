@@ -9,18 +9,21 @@
   constant current ``x @ W + b`` held for ``num_timesteps`` steps.
 
 Two functions run the network, held to the same numbers and gradients by
-the tests. :func:`snn_rates` is what the models use: one scan over time that
-steps every layer and keeps running spike counts, so a step's working set
-(``[batch, units]`` per layer) stays in cache. :func:`snn_spikes` returns the
-full rasters for plots: it runs layer by layer, one LIF scan over all steps
-and one matmul over ``time * batch`` rows between layers.
+the tests. :func:`snn_rates` is what the models use; it returns spike rates
+only, on one of two schedules chosen by batch size (see
+:func:`prepared_snn_rates`). :func:`snn_spikes` returns the full rasters for
+plots: it runs layer by layer, one LIF scan over all steps and one matmul
+over ``time * batch`` rows between layers.
 
-Why one scan and not layers with time folded into the batch: on the 2-core
-CPU this was measured 3x slower in forward at batch 1024 and slower in
-training, because every ``[time, batch, units]`` intermediate is a fresh
-buffer of megabytes (page faults, memory traffic), while the per-step
-matmuls are already large enough for the matmul kernels. A custom VJP that
-recorded steps and ran the backward layer by layer lost for the same reason.
+Why one scan for large batches and not layers with time folded into the
+batch: on the 2-core CPU this was measured 3x slower in forward at batch 1024
+and slower in training, because every ``[time, batch, units]`` intermediate
+is a fresh buffer of megabytes (page faults, memory traffic), while the
+per-step matmuls are already large enough for the matmul kernels. A custom
+VJP that recorded steps and ran the backward layer by layer lost for the
+same reason. At a few windows it is the other way round: those buffers are
+tiny and a matmul per step is a library call per step, so small batches run
+layer by layer (2.3x faster at batch 1).
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ ENCODINGS = ("event", "rate")
 _CURRENT_STD = 0.6
 _RATE_CURRENT_STD = 0.3
 _ASSUMED_INPUT_RATE = 0.15
-_SMALL_BATCH = 8  # batches up to this size unroll the time scan twice
+# Batches up to this size are bound by per-kernel overhead, not arithmetic,
+# and run layer by layer (see :func:`prepared_snn_rates`).
+_SMALL_BATCH = 8
 
 
 def unpack_tags(tags: jax.Array, tag_channels: int) -> jax.Array:
@@ -112,6 +117,26 @@ def init_snn(key: jax.Array, *, encoding: str, input_dim: int,
             "lif": [init_lif(units, threshold, decay) for units in hidden]}
 
 
+def name_tag_currents(name_weights: jax.Array, tag_weights: jax.Array,
+                      ids: jax.Array, tags: jax.Array) -> jax.Array:
+    """First-layer currents of events: a name row plus the rows of their tags.
+
+    Args:
+        name_weights: ``[name_channels, units]``, padding row already zero.
+        tag_weights: ``[tag, units]``.
+        ids: ``int32 [...]`` of any shape (one step ``[batch]`` or a whole
+            window ``[time, batch]``).
+        tags: ``uint32 [...]``, the same shape.
+
+    Returns:
+        ``float32 [..., units]``.
+    """
+    currents = jnp.take(name_weights, ids, axis=0)
+    if tag_weights.shape[0]:
+        currents = currents + unpack_tags(tags, tag_weights.shape[0]) @ tag_weights
+    return currents
+
+
 def event_currents(input_params: dict, ids: jax.Array, tags: jax.Array
                    ) -> jax.Array:
     """First-layer currents of every event, time-major.
@@ -124,13 +149,8 @@ def event_currents(input_params: dict, ids: jax.Array, tags: jax.Array
     Returns:
         ``float32 [time, batch, units]``.
     """
-    name_weights = input_params["name"].at[PAD_ID].set(0.0)
-    currents = jnp.take(name_weights, ids.T, axis=0)  # [time, batch, units]
-    tag_weights = input_params["tag"]
-    if tag_weights.shape[0]:
-        bits = unpack_tags(tags.T, tag_weights.shape[0])  # [time, batch, tag]
-        currents = currents + bits @ tag_weights
-    return currents
+    return name_tag_currents(input_params["name"].at[PAD_ID].set(0.0),
+                             input_params["tag"], ids.T, tags.T)
 
 
 def snn_spikes(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
@@ -200,38 +220,117 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
                        ids: jax.Array | None = None, tags: jax.Array | None = None,
                        rates_in: jax.Array | None = None,
                        num_timesteps: int = 10) -> tuple[jax.Array, ...]:
-    """:func:`snn_rates` on parameters from :func:`prepare_snn`."""
+    """:func:`snn_rates` on parameters from :func:`prepare_snn`.
+
+    Two schedules of the same arithmetic, chosen by batch size:
+
+    * large batches: one scan over time stepping every layer, so a step's
+      working set (``[batch, units]`` per layer) stays in cache and nothing
+      of size ``[time, batch, units]`` is built;
+    * up to ``_SMALL_BATCH`` windows (live scoring, batch-1 latency): layer
+      by layer, each layer one scan of elementwise LIF steps and one matmul
+      over all ``time`` steps between layers. A matmul inside the scan costs
+      a library call per step, which at batch 1 is most of the time; here
+      there are ``len(layers)`` of them in all. Measured 2.3x faster at
+      batch 1 on the 2-core CPU; at large batches the ``[time, batch,
+      units]`` buffers make it lose (see the module docstring).
+    """
     # TODO: event-mode training runs ~6-7k samples/s at batch 256 on an idle
-    # 2-core CPU (goal ~28k for the reference run in 3 minutes) and the
-    # batch-1 forward is ~0.12-0.2 ms (goal 0.1 ms). Profiles (jax.profiler
-    # with --xla_cpu_enable_xprof_traceme) show both bound by per-kernel
-    # overhead of the scan body: ~16 small kernels per step at batch 1, and
-    # residual slicing/copies (~30%) in the backward at batch 256. Tried and
-    # measured slower or no better: unrolling, hoisting the first layer's
-    # currents out of the scan, a layer-by-layer (time-folded) scan, one
-    # wavefront scan over all layers with a block matmul, remat policies,
-    # two CPU devices, and XLA fusion flags.
+    # 2-core CPU (goal ~28k for the reference run in 3 minutes). Profiles
+    # (jax.profiler with --xla_cpu_enable_xprof_traceme) show the backward
+    # of the one-scan schedule bound by per-kernel overhead and by residual
+    # slicing/copies (~30%). Tried and measured slower or no better at batch
+    # 256: unrolling, hoisting the first layer's currents out of the scan, a
+    # layer-by-layer (time-folded) scan, one wavefront scan over all layers
+    # with a block matmul, remat policies, two CPU devices, XLA fusion flags.
     event = rates_in is None
     if event:
         chex.assert_rank([ids, tags], 2)
-        name_weights = prepared["input"]["name"]
-        tag_weights = prepared["input"]["tag"]
-        xs = (ids.T, tags.T)
-        steps = ids.shape[1]
+        batch = ids.shape[0]
     else:
         chex.assert_rank(rates_in, 2)
-        constant = rates_in @ prepared["input"]["weight"] + prepared["input"]["bias"]
-        xs, steps = None, num_timesteps
+        batch = rates_in.shape[0]
+    if batch <= _SMALL_BATCH:
+        return _layerwise_rates(prepared, config, ids=ids, tags=tags,
+                                rates_in=rates_in, num_timesteps=num_timesteps)
+    return _one_scan_rates(prepared, config, ids=ids, tags=tags,
+                           rates_in=rates_in, num_timesteps=num_timesteps)
+
+
+def _rest_state(units: int, batch: int, config: LIFConfig) -> LIFState:
+    """Neurons at rest; refractory counters are carried only when used."""
+    membrane = jnp.zeros((batch, units), jnp.float32)
+    return LIFState(membrane, jnp.zeros(membrane.shape if config.refractory else (),
+                                        jnp.int32))
+
+
+def _first_layer_input(prepared: dict, ids, tags, rates_in) -> jax.Array:
+    """Event mode: ``[time, batch, units]`` currents; rate: ``[batch, units]``."""
+    inputs = prepared["input"]
+    if rates_in is None:
+        return name_tag_currents(inputs["name"], inputs["tag"], ids.T, tags.T)
+    return rates_in @ inputs["weight"] + inputs["bias"]
+
+
+def _layer_over_time(beta: jax.Array, theta: jax.Array, currents: jax.Array,
+                     config: LIFConfig, *, steps: int, keep_spikes: bool
+                     ) -> tuple[jax.Array, jax.Array | None]:
+    """One LIF layer over all steps: ``(spike counts, spikes or None)``.
+
+    ``currents`` is ``[time, batch, units]``, or ``[batch, units]`` held for
+    ``steps`` steps (rate mode). Spikes ``[time, batch, units]`` are stacked
+    only when ``keep_spikes`` (the next layer needs them).
+    """
+    held = currents.ndim == 2
+
+    def body(carry, step_current):
+        state, count = carry
+        state, spikes = lif_step_constants(
+            beta, theta, state, currents if held else step_current, config)
+        return (state, count + spikes), spikes if keep_spikes else None
+
+    batch, units = currents.shape[-2:]
+    start = (_rest_state(units, batch, config),
+             jnp.zeros((batch, units), jnp.float32))
+    (_, count), spikes = jax.lax.scan(body, start, None if held else currents,
+                                      length=steps)
+    return count, spikes
+
+
+def _layerwise_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
+                     num_timesteps: int) -> tuple[jax.Array, ...]:
+    """Spike rates, one layer at a time (the small-batch schedule)."""
+    currents = _first_layer_input(prepared, ids, tags, rates_in)
+    steps = num_timesteps if rates_in is not None else ids.shape[1]
+    layers = [None, *prepared["layers"]]
+    rates, spikes = [], None
+    for index, (beta, theta, layer) in enumerate(zip(
+            prepared["beta"], prepared["theta"], layers, strict=True)):
+        if layer is not None:  # [time, batch, in] -> [time, batch, units]
+            currents = spikes @ layer["weight"] + layer["bias"]
+        count, spikes = _layer_over_time(beta, theta, currents, config, steps=steps,
+                                         keep_spikes=index < len(layers) - 1)
+        rates.append(count / steps)
+    return tuple(rates)
+
+
+def _one_scan_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
+                    num_timesteps: int) -> tuple[jax.Array, ...]:
+    """Spike rates, every layer stepped in one scan (the large-batch schedule)."""
+    event = rates_in is None
+    if event:
+        name_weights = prepared["input"]["name"]
+        tag_weights = prepared["input"]["tag"]
+        xs, steps, batch = (ids.T, tags.T), ids.shape[1], ids.shape[0]
+    else:
+        constant = _first_layer_input(prepared, ids, tags, rates_in)
+        xs, steps, batch = None, num_timesteps, rates_in.shape[0]
     constants = list(zip(prepared["beta"], prepared["theta"], strict=True))
 
     def body(carry, step_inputs):
         states, counts = carry
         if event:
-            step_ids, step_tags = step_inputs
-            current = jnp.take(name_weights, step_ids, axis=0)
-            if tag_weights.shape[0]:
-                current = current + unpack_tags(step_tags, tag_weights.shape[0]) @ (
-                    tag_weights)
+            current = name_tag_currents(name_weights, tag_weights, *step_inputs)
         else:
             current = constant
         new_states, new_counts = [], []
@@ -246,17 +345,9 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
             new_counts.append(count + spikes)
         return (new_states, new_counts), None
 
-    batch = ids.shape[0] if event else rates_in.shape[0]
-    zeros = [jnp.zeros((batch, beta.shape[0]), jnp.float32) for beta, _ in constants]
-    # The refractory counters are carried only when they can be nonzero.
-    states = [LIFState(zero, jnp.zeros(zero.shape if config.refractory else (),
-                                       jnp.int32)) for zero in zeros]
-    # Small batches are bound by per-kernel overhead; two steps per loop
-    # iteration halve the loop's own kernels (~15% at batch 1). Large
-    # batches measured no gain, and training lost, so they keep one.
-    unroll = 2 if batch <= _SMALL_BATCH else 1
-    (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps,
-                                  unroll=unroll)
+    states = [_rest_state(beta.shape[0], batch, config) for beta, _ in constants]
+    zeros = [state.membrane for state in states]
+    (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps)
     return tuple(count / steps for count in counts)
 
 
