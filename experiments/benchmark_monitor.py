@@ -2,14 +2,18 @@
 
 Builds a long log from a real workload traced once (tar over the Python
 library, find, a Python import), copied with shifted pids until it holds
---calls calls, or reads --log. Then measures, on the same lines:
+--calls calls, or reads --log. Then measures, on the same lines, with each
+reader (native: the Rust reader run as a subprocess, records read with numpy;
+python: StraceParser in this process):
 
-  parse     the strace reader alone (StraceParser.feed)
+  parse     the strace reader alone (native: the reader's records read and
+            counted; python: StraceParser.feed)
   replay    the whole monitor: parsing, per-process windows, batched scoring,
-            alerts (what `monitor.py --replay` does)
+            alerts (what `monitor.py --replay --reader native|python` does)
 
 and writes DIR/benchmark_monitor.json (calls, seconds and calls/s of each
-phase, windows, alerts, scoring latency, the model and the command).
+phase and reader, the native/python ratio, windows, alerts, scoring latency,
+the model and the command). Without cargo only the Python reader is timed.
 
 The scorer is the trained run of --checkpoint, or, with --config, an
 untrained network of that config's architecture (throughput does not depend
@@ -42,21 +46,22 @@ from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.cli import UsageError, make_parser, resolve_config, run_main
 from sentinel_jax.config import Config
 from sentinel_jax.data.encode import encode_traces
+from sentinel_jax.data.native.build import (
+    RustBuildError,
+    RustUnavailableError,
+    reader_binary,
+)
+from sentinel_jax.data.native.records import CALL, NativeReader
 from sentinel_jax.data.strace import StraceParser, open_log
 from sentinel_jax.data.syscalls import Vocabulary
 from sentinel_jax.inference import InferenceEngine
 from sentinel_jax.models.hybrid import HybridSpec, init_hybrid
 from sentinel_jax.monitor.live import LiveMonitor
+from sentinel_jax.monitor.record_feed import RecordFeed
 from sentinel_jax.monitor.strace_session import STRACE_FLAGS, strace_path
 from sentinel_jax.training.checkpoint import TrainedRun
 
 logger = logging.getLogger("benchmark_monitor")
-
-# TODO: the goal of 200,000 calls/s on 2 cores is not reached (about 55,000
-# measured, see README). Windowing runs at ~570,000 calls/s; the limits are
-# the single-threaded Python strace parser and the default network's forward
-# pass (~4,500 windows/s on CPU). Parsing in worker processes sharded by
-# process tree, or a native parser, would lift the first.
 
 _PID = re.compile(r"^(\d+)")
 _STDLIB = os.path.dirname(os.__file__)
@@ -138,13 +143,33 @@ def measure_parse(log: Path) -> dict[str, float]:
             "calls_per_s": round(parser.stats.calls / seconds, 1)}
 
 
+def measure_native_parse(binary: Path, log: Path) -> dict[str, float]:
+    began = time.perf_counter()
+    calls = 0
+    with NativeReader(binary, log) as reader:
+        for records in reader:
+            calls += int(np.count_nonzero(records["kind"] == CALL))
+    seconds = time.perf_counter() - began
+    return {"calls": calls, "seconds": round(seconds, 3),
+            "calls_per_s": round(calls / seconds, 1)}
+
+
 def measure_replay(engine: InferenceEngine, log: Path, batch_size: int,
-                   explain: bool) -> dict[str, object]:
+                   explain: bool, binary: Path | None = None
+                   ) -> dict[str, object]:
+    """The whole replay; with ``binary``, through the native reader."""
     monitor = LiveMonitor(engine, batch_size=batch_size, explain=explain)
     began = time.perf_counter()
-    with open_log(log) as lines:
-        monitor.feed_lines(lines)
-    summary = monitor.finish()
+    if binary is None:
+        with open_log(log) as lines:
+            monitor.feed_lines(lines)
+        summary = monitor.finish()
+    else:
+        feed = RecordFeed(monitor)
+        with NativeReader(binary, log) as reader:
+            for records in reader:
+                feed.feed(records)
+        summary = feed.finish()
     seconds = time.perf_counter() - began
     return {"calls": summary.calls, "seconds": round(seconds, 3),
             "calls_per_s": round(summary.calls / seconds, 1),
@@ -188,9 +213,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = (args.checkpoint if args.checkpoint
                else untrained_run(config, log))
         engine = InferenceEngine(run, batch_sizes=(1, 8, 64, args.batch_size))
-        parse = measure_parse(log)
-        replay = measure_replay(engine, log, args.batch_size,
-                                explain=not args.no_explain)
+        try:
+            binary = reader_binary()
+        except (RustUnavailableError, RustBuildError) as error:
+            logger.warning("native reader unavailable, timing Python only: %s",
+                           str(error).splitlines()[0])
+            binary = None
+        explain = not args.no_explain
+        # A warm-up replay compiles every batch size the replays will use.
+        measure_replay(engine, log, args.batch_size, explain, binary)
+        parse = {"python": measure_parse(log)}
+        replay = {"python": measure_replay(engine, log, args.batch_size,
+                                           explain)}
+        if binary is not None:
+            parse["native"] = measure_native_parse(binary, log)
+            replay["native"] = measure_replay(engine, log, args.batch_size,
+                                              explain, binary)
         if args.keep_log and not args.log:
             shutil.move(log, out / "replay.log")
     finally:
@@ -208,11 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "jax_backend": jax.default_backend(),
     }
+    if "native" in replay:
+        result["native_over_python"] = round(
+            replay["native"]["calls_per_s"] / replay["python"]["calls_per_s"], 2)
     write_json_atomic(out / "benchmark_monitor.json", result)
-    print(f"parse only: {parse['calls_per_s']:,.0f} calls/s; replay (parse + "
-          f"windows + scoring): {replay['calls_per_s']:,.0f} calls/s over "
-          f"{replay['calls']:,} calls, {replay['windows']:,} windows, "
-          f"{replay['alerts']} alerts")
+    for reader in replay:
+        print(f"{reader:>6}: parse only {parse[reader]['calls_per_s']:,.0f} "
+              f"calls/s; replay (parse + windows + scoring) "
+              f"{replay[reader]['calls_per_s']:,.0f} calls/s over "
+              f"{replay[reader]['calls']:,} calls, "
+              f"{replay[reader]['windows']:,} windows, "
+              f"{replay[reader]['alerts']} alerts")
     print(f"results: {out / 'benchmark_monitor.json'}")
     return 0
 

@@ -17,6 +17,12 @@ still written and the alert file holds only complete lines.
 The window length, stride and threshold come from the trained run
 (--checkpoint); --config/--set are accepted for the shared command line.
 
+--reader picks the strace reader of --replay: `native` (a Rust port of the
+Python reader, built once with cargo into $SENTINEL_CACHE_DIR or
+~/.cache/sentinel_jax, parsing on its own core), `python`, or `auto` (the
+default: native when cargo is there, else Python, said once in the log).
+Both give the same windows, scores and alerts. Live sources read with Python.
+
 Examples::
 
     python experiments/monitor.py --checkpoint runs/tiny -- tar -cf /tmp/x.tar .
@@ -27,6 +33,7 @@ Examples::
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -36,13 +43,22 @@ from typing import IO
 
 from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.cli import UsageError, make_parser, resolve_config, run_main
+from sentinel_jax.data.native.build import (
+    RustBuildError,
+    RustUnavailableError,
+    reader_binary,
+)
+from sentinel_jax.data.native.records import NativeReader
 from sentinel_jax.data.strace import open_log
 from sentinel_jax.inference import SCORERS, InferenceEngine
 from sentinel_jax.monitor.live import Alert, LiveMonitor, MonitorSummary
+from sentinel_jax.monitor.record_feed import RecordFeed
 from sentinel_jax.monitor.strace_session import StraceSession, strace_path
 from sentinel_jax.scoring import DEFAULT_BUCKETS
 
 _CHECK_EVERY = 4096  # lines between checks for Ctrl-C and progress in replay
+READERS = ("auto", "native", "python")
+logger = logging.getLogger("monitor")
 
 
 class _StopFlag:
@@ -75,8 +91,10 @@ def _stop_on_signals() -> Iterator[_StopFlag]:
 class _Progress:
     """One progress line on stderr, redrawn at most every ``every`` seconds."""
 
-    def __init__(self, monitor: LiveMonitor, enabled: bool) -> None:
+    def __init__(self, monitor: LiveMonitor, enabled: bool,
+                 feed: RecordFeed | None = None) -> None:
         self.monitor = monitor
+        self.feed = feed
         self.enabled = enabled
         self.tty = sys.stderr.isatty()
         self.every = 0.5 if self.tty else 5.0
@@ -88,11 +106,12 @@ class _Progress:
         if not self.enabled or (not force and now - self.last < self.every):
             return
         self.last = now
-        monitor = self.monitor
-        calls = monitor.parser.stats.calls
+        monitor, feed = self.monitor, self.feed
+        calls = monitor.parser.stats.calls if feed is None else feed.calls
+        live = monitor.live_processes if feed is None else feed.live_processes
         rate = calls / max(now - self.began, 1e-9)
         line = (f"{calls:,} calls  {monitor.summary.windows:,} windows  "
-                f"{monitor.summary.alerts:,} alerts  {monitor.live_processes} live "
+                f"{monitor.summary.alerts:,} alerts  {live} live "
                 f"processes  {rate:,.0f} calls/s")
         if self.tty:
             sys.stderr.write(f"\r{line}\033[K")
@@ -118,6 +137,42 @@ def _replay(monitor: LiveMonitor, path: Path, stop: _StopFlag,
                     return stop.reason
                 progress.update()
     return "end of input"
+
+
+def _replay_native(feed: RecordFeed, binary: Path, path: Path, stop: _StopFlag,
+                   progress: _Progress) -> str:
+    with NativeReader(binary, path) as reader:
+        for records in reader:
+            feed.feed(records)
+            if stop.reason is not None:
+                return stop.reason
+            progress.update()
+    return "end of input"
+
+
+def choose_reader(reader: str, replay: bool) -> Path | None:
+    """The native reader's binary, or ``None`` for the Python reader.
+
+    Raises:
+        UsageError: ``native`` asked for a live source, or it cannot be built.
+    """
+    if reader == "python" or (reader == "auto" and not replay):
+        return None
+    if not replay:
+        raise UsageError("--reader native reads --replay logs only; live "
+                         "sources use the Python reader")
+    try:
+        return reader_binary()
+    except (RustUnavailableError, RustBuildError, OSError) as error:
+        why = ("cargo not found on PATH or in ~/.cargo/bin"
+               if isinstance(error, RustUnavailableError)
+               else str(error).splitlines()[0])
+        if reader == "native":
+            raise UsageError(f"--reader native: the native strace reader "
+                             f"cannot be built: {why}") from error
+        logger.warning("native strace reader unavailable (%s): replaying with "
+                       "the Python reader, several times slower", why)
+        return None
 
 
 def _live(monitor: LiveMonitor, session: StraceSession, stop: _StopFlag,
@@ -161,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-explained", type=int, default=16, metavar="N",
                         help="alerts explained per scored batch, highest "
                         "first (default 16)")
+    parser.add_argument("--reader", choices=READERS, default="auto",
+                        help="strace reader of --replay: native (Rust, built "
+                        "once with cargo), python, or auto (default: native "
+                        "when cargo is there)")
     args = parser.parse_args(argv)
     resolve_config(args)
     sources = sum([bool(args.command), args.pid is not None,
@@ -179,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         strace_path()  # fail before loading the model if strace is missing
     if args.pid is not None and not Path(f"/proc/{args.pid}").exists():
         raise UsageError(f"--pid: no process with id {args.pid}")
+    native = choose_reader(args.reader, replay=args.replay is not None)
 
     # Compile no batch size larger than the batches the monitor scores.
     buckets = {size for size in DEFAULT_BUCKETS if size < args.batch_size}
@@ -202,20 +262,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                           explain=not args.no_explain,
                           max_explained=args.max_explained,
                           read_comm=args.replay is None)
-    progress = _Progress(monitor, enabled=not args.quiet)
+    feed = RecordFeed(monitor) if native is not None else None
+    progress = _Progress(monitor, enabled=not args.quiet, feed=feed)
     status = None
     try:
         with _stop_on_signals() as stop:
             if args.replay is not None:
                 monitor.summary.source = f"replay {args.replay}"
-                stopped_by = _replay(monitor, Path(args.replay), stop, progress)
+                if feed is not None:
+                    stopped_by = _replay_native(feed, native, Path(args.replay),
+                                                stop, progress)
+                else:
+                    stopped_by = _replay(monitor, Path(args.replay), stop,
+                                         progress)
             else:
                 session = StraceSession(args.command or None, pid=args.pid)
                 monitor.summary.source = " ".join(session.argv)
                 with session:
                     stopped_by = _live(monitor, session, stop, progress)
                 status = session.returncode
-            summary = monitor.finish(stopped_by)
+            summary = (monitor.finish(stopped_by) if feed is None
+                       else feed.finish(stopped_by))
     finally:
         progress.close()
         if alert_stream is not sys.stdout:

@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentinel_jax.data.encode import encode_traces
+from sentinel_jax.data.native.rust_tags import RuleTableError, render_tags
 from sentinel_jax.data.strace import StraceParser, iter_strace_calls, read_strace_traces
 from sentinel_jax.data.syscalls import Vocabulary
 from sentinel_jax.data.tags import TAG_BIT, rules_as_json, tag_mask
 from sentinel_jax.symbolic import rust
 from sentinel_jax.symbolic.equation import Equation
-from sentinel_jax.symbolic.rust_tags import RuleTableError, render_tags
 from sentinel_jax.symbolic.simplify import SYMPY_PROTECTED
 
 TIME, STRIDE, CHANNELS = 16, 5, 128

@@ -53,11 +53,13 @@ _HEAD = re.compile(
     r"(?:(\d+(?::\d\d)*(?:\.\d+)?)\s+)?"
     r"(?:\[\s*(\d+)\]\s+)?"
     r"(?:\[[0-9a-fA-F?]+\]\s+)?")
-# TODO: one core reads ~170k calls/s of synthetic and ~120k of real -ttt -yy
-# logs (scripts/bench_strace_parse.py), short of the 400k the live monitor
-# needs to leave a core for scoring at 200k calls/s. Line reading is now ~2 us
-# of ~6 us per line; the rest is tagging and the descriptor table (openat,
-# fcntl, mmap argument reading). Next: a reader process feeding the scorer.
+# One core reads ~170k calls/s of synthetic and ~120k of real -ttt -yy logs
+# (scripts/bench_strace_parse.py); the live monitor's --replay therefore reads
+# with the native port of this parser (sentinel_jax.data.native), and this one
+# is its reference and its fallback without cargo.
+# TODO: live sources (-- CMD, --pid) still read with this parser: strace's
+# FIFO is read line by line with timeouts in StraceSession, and moving that
+# to the native reader needs it to take the FIFO and a flush per read.
 # The general reading of a complete call in one match: prefix, name,
 # arguments and result. The greedy argument group backtracks to the last
 # ") = " the result fits. (Common lines are read faster by straceline.)

@@ -19,6 +19,11 @@ next lines, and its alerts are raised when the next batch goes out.
 
 A window whose score reaches the run's threshold raises an :class:`Alert`,
 with the events that drove it (occlusion, as the inference engine does).
+
+Lines are read by :attr:`LiveMonitor.parser` (Python); a saved log can
+instead be read by the native reader, whose records
+:class:`~sentinel_jax.monitor.record_feed.RecordFeed` windows and queues on
+this monitor (:meth:`LiveMonitor.queue_window`) with the same results.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +154,12 @@ class LiveMonitor:
         for call in calls:
             process = processes.get(call.pid)
             if process is None:
-                process = self._start_process(call.pid)
+                if call.pid == self.parser.anon_pid and 0 in processes:
+                    self._rename_anon()
+                    processes = self._processes
+                    process = processes[call.pid]
+                else:
+                    process = self._start_process(call.pid)
             name = call.name
             process.names.append(name)
             process.ids.append(index.get(name, OTHER_ID))
@@ -203,15 +213,20 @@ class LiveMonitor:
                     self._child_comm.clear()
                 self._child_comm[call.result] = process.comm
 
+    def _rename_anon(self) -> None:
+        """Lines without a pid turned out to belong to the parser's
+        ``anon_pid``: their process goes on under it, in its place."""
+        anon = self.parser.anon_pid
+        self._processes = {anon if pid == 0 else pid: process
+                           for pid, process in self._processes.items()}
+        self._processes[anon].pid = anon
+
     def _reap(self) -> None:
         """Finishes the processes the parser has seen exit."""
         alive = self.parser.processes
         anon = self.parser.anon_pid
         if anon is not None and 0 in self._processes and anon not in self._processes:
-            # Lines without a pid turned out to belong to ``anon``.
-            process = self._processes.pop(0)
-            process.pid = anon
-            self._processes[anon] = process
+            self._rename_anon()
         for pid in [pid for pid in self._processes if pid not in alive]:
             self.end_process(pid)
 
@@ -253,11 +268,27 @@ class LiveMonitor:
             del process.names[:-time_steps]
             del process.ids[:-time_steps]
             del process.tags[:-time_steps]
+        self.queue_window(names, ids, tags, process.pid, process.windows,
+                          process.calls, process.comm, process.last_time)
+        process.windows += 1
+
+    def queue_window(self, names: Sequence[str], ids: Sequence[int],
+                     tags: Sequence[int], pid: int, window: int, calls: int,
+                     comm: str, call_time: float | None) -> None:
+        """Queues one window for scoring; scores a batch when one is full.
+
+        Args:
+            names: canonical names of the window's real events (``length``).
+            ids: ``[time]`` their name channels, padded with ``PAD_ID``.
+            tags: ``[time]`` their tag masks, padded with 0.
+            pid: the process; ``window`` its index among the process's
+                windows; ``calls`` the process's calls up to its end.
+            comm: the process's command name.
+            call_time: strace's timestamp of its last call, if printed.
+        """
         now = time.perf_counter()
         self._pending.append((names, ids, tags, (
-            process.pid, process.windows, process.calls, process.comm,
-            process.last_time, now)))
-        process.windows += 1
+            pid, window, calls, comm, call_time, now)))
         if self._oldest_pending is None:
             self._oldest_pending = now
         if len(self._pending) >= self.batch_size:
@@ -342,9 +373,16 @@ class LiveMonitor:
             if self.on_alert is not None:
                 self.on_alert(alert)
 
-    def finish(self, stopped_by: str | None = None) -> MonitorSummary:
+    def finish(self, stopped_by: str | None = None,
+               lines: tuple[int, int] | None = None) -> MonitorSummary:
         """Ends the stream: completes open calls, emits the tail windows of
-        every process still alive, scores everything and fills the summary."""
+        every process still alive, scores everything and fills the summary.
+
+        Args:
+            stopped_by: why the run ended (default: the end of input).
+            lines: ``(read, skipped)`` lines when another reader than
+                :attr:`parser` read them (the native reader).
+        """
         calls = self.parser.finish()
         if calls:
             self.feed_calls(calls)
@@ -353,8 +391,8 @@ class LiveMonitor:
         self.flush()
         summary = self.summary
         stats = self.parser.stats
-        summary.lines = stats.lines
-        summary.skipped_lines = sum(stats.skipped.values())
+        summary.lines, summary.skipped_lines = lines if lines is not None else (
+            stats.lines, sum(stats.skipped.values()))
         summary.seconds = time.perf_counter() - self._began
         if stopped_by is not None:
             summary.stopped_by = stopped_by

@@ -330,7 +330,7 @@ impl StraceWindows {
                        options: &Options, report: &mut Report) {
         for output in parser.out.drain(..) {
             match output {
-                Output::Call { pid, serial, channel, tags } => {
+                Output::Call { pid, serial, channel, tags, .. } => {
                     if options.events {
                         let _ = writeln!(out, "{} {} {}", pid, channel, tags);
                     }
@@ -340,6 +340,7 @@ impl StraceWindows {
                         emit(out, report, options, windower, w, Some((pid, run)));
                     }
                 }
+                Output::Exec { .. } | Output::Spawn { .. } => {}
                 Output::Finished { pid, serial } => {
                     let run = self.finished.get(&pid).copied().unwrap_or(0) + 1;
                     if let Some(mut windower) = self.windowers.remove(&serial) {

@@ -23,8 +23,15 @@ fn is_clone(name: &str) -> bool {
 
 /// What the reader hands on, in order.
 pub enum Output {
-    /// A completed call of process object `serial`.
-    Call { pid: i64, serial: u64, channel: u16, tags: u32 },
+    /// A completed call of process object `serial`: its name channel, its
+    /// raw name (an index into `StraceParser::raw_names`), its tags and its
+    /// timestamp in seconds (NaN when strace printed none).
+    Call { pid: i64, serial: u64, channel: u16, name: u32, tags: u32, time: f64 },
+    /// The call before it was a successful `execve` of this program path's
+    /// last component (the text after the last `/`, still escaped).
+    Exec { pid: i64, serial: u64, program: String },
+    /// The call before it was a `clone`/`fork` that returned `child`.
+    Spawn { pid: i64, serial: u64, child: i64 },
     /// Process object `serial` exited (or the text ended).
     Finished { pid: i64, serial: u64 },
 }
@@ -39,10 +46,43 @@ pub struct Stats {
 }
 
 /// The line prefix: pid, syscall number (`-n`), and where it ends.
-#[derive(Default)]
 struct Head {
     pid: Option<i64>,
+    /// Seconds, NaN when no timestamp was printed.
+    time: f64,
     end: usize,
+}
+
+/// Seconds from a `-t`/`-tt` (`17:31:03.5`) or `-ttt`/`-r` timestamp, as
+/// the Python `parse_timestamp` computes them.
+fn parse_timestamp(text: &str) -> f64 {
+    let mut seconds = 0.0f64;
+    for part in text.split(':') {
+        seconds = seconds * 60.0 + part.parse::<f64>().unwrap_or(f64::NAN);
+    }
+    seconds
+}
+
+/// `\s*"((?:[^"\\]|\\.)*)"` at the start of `args`: the quoted text.
+fn first_quoted(args: &str) -> Option<&str> {
+    let bytes = args.as_bytes();
+    let open = spaces(bytes, 0);
+    if bytes.get(open) != Some(&b'"') {
+        return None;
+    }
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(&args[open + 1..i]),
+            b'\\' => {
+                // The escaped character, whole (it may be multi-byte).
+                let next = args[i + 1..].chars().next()?;
+                i += 1 + next.len_utf8();
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn digits(bytes: &[u8], at: usize) -> usize {
@@ -67,7 +107,7 @@ fn number(text: &str) -> i64 {
 /// all or nothing; none can give back text that another needs.
 fn parse_head(line: &str, start: usize) -> Head {
     let bytes = line.as_bytes();
-    let mut head = Head { pid: None, end: start };
+    let mut head = Head { pid: None, time: f64::NAN, end: start };
     let mut i = start;
     if bytes[i..].starts_with(b"[pid") {
         let gap = spaces(bytes, i + 4);
@@ -96,6 +136,7 @@ fn parse_head(line: &str, start: usize) -> Head {
         }
         let gap = spaces(bytes, j);
         if gap > 0 {
+            head.time = parse_timestamp(&line[i..j]);
             i = j + gap;
         }
     }
@@ -234,6 +275,7 @@ fn match_outcome(line: &str, at: usize) -> Option<Outcome<'_>> {
 /// `\s*=\s` and a result follow, to the end of the line.
 struct Fast<'a> {
     pid: Option<i64>,
+    time: f64,
     name: &'a str,
     args: &'a str,
     outcome: Outcome<'a>,
@@ -255,7 +297,7 @@ fn match_fast(line: &str) -> Option<Fast<'_>> {
             continue;
         }
         if let Some(outcome) = match_outcome(line, equals + 2) {
-            return Some(Fast { pid: head.pid, name: &line[head.end..name_end],
+            return Some(Fast { pid: head.pid, time: head.time, name: &line[head.end..name_end],
                                args: &line[name_end + 1..close], outcome });
         }
     }
@@ -265,7 +307,12 @@ fn match_fast(line: &str) -> Option<Fast<'_>> {
 pub struct StraceParser {
     pub tagger: Tagger,
     vocabulary: Vocabulary,
-    channels: HashMap<String, u16>,
+    /// Raw name -> its index in `raw_names`.
+    names: HashMap<String, u32>,
+    /// The raw names met so far, in the order first met.
+    pub raw_names: Vec<String>,
+    /// The name channel of each raw name.
+    channel_of: Vec<u16>,
     processes: HashMap<i64, ProcessState>,
     anon_pid: Option<i64>,
     /// Pids with a clone in progress, oldest first (a Python dict's order).
@@ -279,7 +326,8 @@ pub struct StraceParser {
 
 impl StraceParser {
     pub fn new(vocabulary: Vocabulary) -> Self {
-        StraceParser { tagger: Tagger::new(), vocabulary, channels: HashMap::new(),
+        StraceParser { tagger: Tagger::new(), vocabulary, names: HashMap::new(),
+                       raw_names: Vec::new(), channel_of: Vec::new(),
                        processes: HashMap::new(), anon_pid: None, cloning: Vec::new(),
                        carry: String::new(), next_serial: 1, next_order: 0,
                        stats: Stats::default(), out: Vec::new() }
@@ -390,7 +438,8 @@ impl StraceParser {
     fn flush(&mut self, pid: i64) {
         let Some(state) = self.processes.get_mut(&pid) else { return };
         let Some(pending) = state.pending.take() else { return };
-        self.complete(pid, &pending.name, &pending.prefix, None, None, None);
+        self.complete(pid, &pending.name, &pending.prefix, None, None, None,
+                      pending.time);
     }
 
     /// Reads one line (without its newline).
@@ -409,7 +458,8 @@ impl StraceParser {
             }
             let Outcome { value, annotation, errno } = fast.outcome;
             let errno = errno.filter(|_| value.map_or(true, |v| v < 0));
-            return self.complete(pid, fast.name, fast.args, value, errno, annotation);
+            return self.complete(pid, fast.name, fast.args, value, errno, annotation,
+                                 fast.time);
         }
         self.slow(line)
     }
@@ -428,7 +478,7 @@ impl StraceParser {
         let rest = &line[head.end..];
         let pid = head.pid.unwrap_or_else(|| self.default_pid());
         if rest.starts_with('<') {
-            return self.resumed(pid, rest);
+            return self.resumed(pid, rest, head.time);
         }
         if rest.starts_with("--- ") {
             self.stats.signals += 1;
@@ -453,17 +503,18 @@ impl StraceParser {
             let trimmed = rstrip(body);
             let prefix = rstrip(&trimmed[..trimmed.len() - UNFINISHED.len()]).to_string();
             if let Some(state) = self.processes.get_mut(&pid) {
-                state.pending = Some(Pending { name: name.to_string(), prefix });
+                state.pending = Some(Pending { name: name.to_string(), prefix,
+                                               time: head.time });
             }
             if is_clone(name) {
                 self.mark_cloning(pid);
             }
             return;
         }
-        self.finish_line(pid, name, "", body);
+        self.finish_line(pid, name, "", body, head.time);
     }
 
-    fn resumed(&mut self, pid: i64, rest: &str) {
+    fn resumed(&mut self, pid: i64, rest: &str, line_time: f64) {
         let bytes = rest.as_bytes();
         let name_end = match rest.strip_prefix("<... ").and_then(|_| identifier(bytes, 5)) {
             Some(end) if rest[end..].starts_with(" resumed>") => end,
@@ -480,12 +531,12 @@ impl StraceParser {
         self.place(pid, rest);
         self.unmark_cloning(pid);
         let state = self.processes.get_mut(&pid).expect("placed");
-        let prefix = match state.pending.take() {
-            Some(pending) if pending.name == name => pending.prefix,
+        let (prefix, time) = match state.pending.take() {
+            Some(pending) if pending.name == name => (pending.prefix, pending.time),
             other => {
                 state.pending = other;
                 self.flush(pid);
-                String::new()
+                (String::new(), line_time)
             }
         };
         let body = &rest[body_start..];
@@ -495,7 +546,8 @@ impl StraceParser {
                 if strip(after).is_empty() {
                     // Interrupted again, usually because the process is dying.
                     if let Some(state) = self.processes.get_mut(&pid) {
-                        state.pending = Some(Pending { name: name.to_string(), prefix });
+                        state.pending = Some(Pending { name: name.to_string(), prefix,
+                                                       time });
                     }
                     return;
                 }
@@ -503,11 +555,12 @@ impl StraceParser {
             }
             None => body,
         };
-        self.finish_line(pid, name, &prefix, body);
+        self.finish_line(pid, name, &prefix, body, time);
     }
 
     /// Completes a call from the text after `name(` (or `resumed>`).
-    fn finish_line(&mut self, pid: i64, name: &str, prefix: &str, body: &str) {
+    fn finish_line(&mut self, pid: i64, name: &str, prefix: &str, body: &str,
+                   time: f64) {
         let bytes = body.as_bytes();
         let mut end = body.len();
         for _ in 0..8 {
@@ -528,7 +581,8 @@ impl StraceParser {
                         };
                     let Outcome { value, annotation, errno } = outcome;
                     let errno = errno.filter(|_| value.map_or(true, |v| v < 0));
-                    return self.complete(pid, name, args, value, errno, annotation);
+                    return self.complete(pid, name, args, value, errno, annotation,
+                                         time);
                 }
             }
             end = equals;
@@ -536,8 +590,9 @@ impl StraceParser {
         self.stats.skipped += 1;
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn complete(&mut self, pid: i64, raw_name: &str, args_text: &str, result: Option<i64>,
-                errno: Option<&str>, annotation: Option<&str>) {
+                errno: Option<&str>, annotation: Option<&str>, time: f64) {
         let split = self.tagger.splits(raw_name)
             || (is_effect_call(raw_name) && raw_name != "close");
         let args = if split { Some(split_args(args_text)) } else { None };
@@ -560,16 +615,29 @@ impl StraceParser {
                 state.learn(Some(fd), Some(annotation));
             }
         }
-        let channel = match self.channels.get(raw_name) {
-            Some(channel) => *channel,
+        let name = match self.names.get(raw_name) {
+            Some(name) => *name,
             None => {
-                let channel = self.vocabulary.channel(&canonical_name(raw_name));
-                self.channels.insert(raw_name.to_string(), channel);
-                channel
+                let name = self.raw_names.len() as u32;
+                self.channel_of.push(self.vocabulary.channel(&canonical_name(raw_name)));
+                self.raw_names.push(raw_name.to_string());
+                self.names.insert(raw_name.to_string(), name);
+                name
             }
         };
+        let channel = self.channel_of[name as usize];
         self.stats.calls += 1;
-        self.out.push(Output::Call { pid: state_pid, serial, channel, tags });
+        self.out.push(Output::Call { pid: state_pid, serial, channel, name, tags, time });
+        if matches!(raw_name, "execve" | "execveat") && result == Some(0) {
+            if let Some(path) = first_quoted(args_text) {
+                let program = path.rsplit('/').next().unwrap_or("").to_string();
+                self.out.push(Output::Exec { pid: state_pid, serial, program });
+            }
+        } else if is_clone(raw_name) {
+            if let Some(child) = result.filter(|&r| r > 0) {
+                self.out.push(Output::Spawn { pid: state_pid, serial, child });
+            }
+        }
     }
 
     /// Completes the calls still unfinished at the end of the text; every

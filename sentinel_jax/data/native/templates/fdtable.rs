@@ -51,6 +51,8 @@ pub type FdTable = Rc<RefCell<HashMap<i64, FdInfo>>>;
 pub struct Pending {
     pub name: String,
     pub prefix: String,
+    /// The timestamp of the first half (NaN when none was printed).
+    pub time: f64,
 }
 
 /// One traced process. `serial` identifies the process object (a pid may be
