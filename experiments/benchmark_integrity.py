@@ -116,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="size of the large file in MiB (default 1024)")
     parser.add_argument("--threads", type=int, default=2,
                         help="our threads for large files (default 2)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="our processes for big trees (default 1)")
+    parser.add_argument("--processes", type=int,
+                        default=ScanOptions().processes,
+                        help="our processes for big trees, workers forked only "
+                        "for idle CPUs (default %(default)s)")
     parser.add_argument("--workdir", help="where to build the trees "
                         "(default: a temporary folder, removed afterwards)")
     parser.add_argument("--no-aide", action="store_true",

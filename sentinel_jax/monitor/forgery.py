@@ -107,44 +107,49 @@ def timestamp_signals(entry: FileEntry, baseline: FileEntry | None, now_ns: int,
         now_ns: the current time in nanoseconds since the epoch.
         rules: weights and tolerances.
     """
-    weights = dict(rules.weak_weights)
+    # Called once per scanned file: no closures, and the rare branches build
+    # their reasons only when they fire.
     signals: list[Signal] = []
-
-    def strong(rule: str, reason: str) -> None:
-        signals.append(Signal(rule, reason, True, rules.strong_weight))
-
-    def weak(rule: str, reason: str) -> None:
-        if weights.get(rule, 0) > 0:
-            signals.append(Signal(rule, reason, False, weights[rule]))
-
+    strong_weight = rules.strong_weight
     mtime, ctime, btime = entry.mtime_ns, entry.ctime_ns, entry.btime_ns
     if ctime < mtime:
-        strong("ctime_before_mtime", f"ctime {_format_ns(ctime)} is earlier than "
-               f"mtime {_format_ns(mtime)}")
+        signals.append(Signal(
+            "ctime_before_mtime", f"ctime {_format_ns(ctime)} is earlier than "
+            f"mtime {_format_ns(mtime)}", True, strong_weight))
     if btime is not None and ctime < btime:
-        strong("ctime_before_birth", f"ctime {_format_ns(ctime)} is earlier than "
-               f"birth time {_format_ns(btime)}")
+        signals.append(Signal(
+            "ctime_before_birth", f"ctime {_format_ns(ctime)} is earlier than "
+            f"birth time {_format_ns(btime)}", True, strong_weight))
     limit = now_ns + rules.future_slack_ns
-    future = [name for name, value in (("atime", entry.atime_ns), ("mtime", mtime),
-                                       ("ctime", ctime), ("birth time", btime))
-              if value is not None and value > limit]
-    if future:
-        strong("time_in_future", f"{', '.join(future)} in the future")
+    if (entry.atime_ns > limit or mtime > limit or ctime > limit
+            or (btime is not None and btime > limit)):
+        future = [name for name, value in (("atime", entry.atime_ns),
+                                           ("mtime", mtime), ("ctime", ctime),
+                                           ("birth time", btime))
+                  if value is not None and value > limit]
+        signals.append(Signal("time_in_future", f"{', '.join(future)} in the future",
+                              True, strong_weight))
+    weak: list[tuple[str, str]] = []
     if baseline is not None and mtime < baseline.mtime_ns:
         moved = (f"mtime moved back from {_format_ns(baseline.mtime_ns)} "
                  f"to {_format_ns(mtime)}")
         if entry.inode == baseline.inode and entry.device == baseline.device:
-            strong("mtime_moved_back", moved)
+            signals.append(Signal("mtime_moved_back", moved, True, strong_weight))
         else:
-            weak("replaced_with_older_mtime", f"{moved} on a replaced file")
+            weak.append(("replaced_with_older_mtime", f"{moved} on a replaced file"))
     if mtime % _SECOND == 0:
-        weak("whole_second_mtime", "mtime has whole-second nanoseconds")
+        weak.append(("whole_second_mtime", "mtime has whole-second nanoseconds"))
     if btime is not None and mtime < btime:
-        weak("mtime_before_birth", f"mtime {_format_ns(mtime)} is older than "
-             f"birth time {_format_ns(btime)}")
+        weak.append(("mtime_before_birth", f"mtime {_format_ns(mtime)} is older "
+                     f"than birth time {_format_ns(btime)}"))
     if (baseline is not None and entry.sha256 and baseline.sha256
             and entry.sha256 != baseline.sha256 and mtime == baseline.mtime_ns):
-        weak("content_changed_same_mtime", "content changed but mtime did not")
+        weak.append(("content_changed_same_mtime",
+                     "content changed but mtime did not"))
+    if weak:
+        weights = dict(rules.weak_weights)
+        signals.extend(Signal(rule, reason, False, weights[rule])
+                       for rule, reason in weak if weights.get(rule, 0) > 0)
     return signals
 
 

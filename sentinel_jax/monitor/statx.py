@@ -37,11 +37,11 @@ STATX_ATTRIBUTE_NAMES = {
 }
 
 
-# struct statx from linux/stat.h, the 152 bytes we read of its 256: mask,
-# blksize, attributes, nlink, uid, gid, mode, ino, size, blocks,
+# struct statx from linux/stat.h, the 144 bytes we read of its 256: mask,
+# (blksize, skipped), attributes, nlink, uid, gid, mode, ino, size, blocks,
 # attributes_mask, four (sec, nsec) timestamps (atime, btime, ctime, mtime),
-# rdev major/minor, dev major/minor, mnt_id.
-_LAYOUT = struct.Struct("<IIQIIIHxxQQQQqIxxxxqIxxxxqIxxxxqIxxxxIIIIQ")
+# rdev major/minor, dev major/minor.
+_LAYOUT = struct.Struct("<I4xQIIIHxxQQQQqIxxxxqIxxxxqIxxxxqIxxxxIIII")
 _BUFFER_BYTES = 256
 
 
@@ -51,22 +51,24 @@ class StatResult(NamedTuple):
     Times are integer nanoseconds since the epoch; ``btime_ns`` is ``None``
     where the filesystem gives no birth time. ``device`` and ``rdev`` are
     encoded as ``os.makedev`` does, so they compare equal to ``os.fstat``.
+    The fields up to ``attributes`` come in the order the integrity scan
+    records them, so a record takes them as one slice.
     """
 
+    size: int
     mode: int
+    uid: int
+    gid: int
     inode: int
     device: int
     nlink: int
-    uid: int
-    gid: int
-    size: int
-    blocks: int
+    rdev: int
     atime_ns: int
     mtime_ns: int
     ctime_ns: int
     btime_ns: int | None
-    rdev: int
     attributes: int
+    blocks: int
 
 
 def _load_statx():
@@ -75,8 +77,8 @@ def _load_statx():
         function = libc.statx
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-                         ctypes.c_uint, ctypes.c_void_p]
+    # No argtypes: ctypes then passes the int flags as C ints, the bytes path
+    # and the buffer as pointers, a third faster than checking each argument.
     function.restype = ctypes.c_int
     return function
 
@@ -94,9 +96,8 @@ def has_statx() -> bool:
     return _STATX is not None
 
 
-def _thread_buffer() -> tuple[ctypes.Array, int]:
-    buffer = ctypes.create_string_buffer(_BUFFER_BYTES)
-    _BUFFERS.statx = buffer, ctypes.addressof(buffer)
+def _thread_buffer() -> ctypes.Array:
+    _BUFFERS.statx = ctypes.create_string_buffer(_BUFFER_BYTES)
     return _BUFFERS.statx
 
 
@@ -111,28 +112,31 @@ def lstatx(path: bytes) -> StatResult:
     """
     if _STATX is None:
         return _from_lstat(os.lstat(path))
+    if type(path) is not bytes:  # a str would reach C as a wide string
+        path = os.fsencode(path)
     try:
-        buffer, address = _BUFFERS.statx
+        buffer = _BUFFERS.statx
     except AttributeError:
-        buffer, address = _thread_buffer()
-    if _STATX(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, _MASK, address):
+        buffer = _thread_buffer()
+    if _STATX(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, _MASK, buffer):
         code = ctypes.get_errno()
         if code == errno.ENOSYS:  # old kernel under a new libc
             return _from_lstat(os.lstat(path))
         raise OSError(code, os.strerror(code), os.fsdecode(path))
-    (mask, _, attributes, nlink, uid, gid, mode, inode, size, blocks,
+    (mask, attributes, nlink, uid, gid, mode, inode, size, blocks,
      attributes_mask, a_sec, a_nsec, b_sec, b_nsec, c_sec, c_nsec, m_sec,
-     m_nsec, rdev_major, rdev_minor, dev_major, dev_minor,
-     _) = _unpack(buffer)
+     m_nsec, rdev_major, rdev_minor, dev_major, dev_minor) = _unpack(buffer)
     # A zero birth time is a filesystem that stores none (images built from
     # archives), not a file born in 1970.
     btime = (b_sec * 1_000_000_000 + b_nsec
              if mask & STATX_BTIME and (b_sec or b_nsec) else None)
+    # Only devices have an rdev; 0 is what makedev(0, 0) gives.
+    rdev = _makedev(rdev_major, rdev_minor) if rdev_major or rdev_minor else 0
     return _new_result(StatResult, (
-        mode, inode, _makedev(dev_major, dev_minor), nlink, uid, gid, size,
-        blocks, a_sec * 1_000_000_000 + a_nsec, m_sec * 1_000_000_000 + m_nsec,
-        c_sec * 1_000_000_000 + c_nsec, btime, _makedev(rdev_major, rdev_minor),
-        attributes & attributes_mask))
+        size, mode, uid, gid, inode, _makedev(dev_major, dev_minor), nlink, rdev,
+        a_sec * 1_000_000_000 + a_nsec, m_sec * 1_000_000_000 + m_nsec,
+        c_sec * 1_000_000_000 + c_nsec, btime, attributes & attributes_mask,
+        blocks))
 
 
 def _from_lstat(result: os.stat_result) -> StatResult:
