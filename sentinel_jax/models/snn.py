@@ -212,10 +212,8 @@ def snn_rates(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
               num_timesteps: int = 10) -> tuple[jax.Array, ...]:
     """Mean spikes per step of every layer, ``[batch, units]`` each.
 
-    Same inputs, numbers and gradients as :func:`snn_spikes`, computed in one
-    scan over time that steps every layer and keeps only running spike
-    counts. Nothing of size ``[time, batch, units]`` is built in the forward
-    pass; the price is one small matmul per layer per step.
+    Same inputs, numbers and gradients as :func:`snn_spikes`, on the
+    schedule :func:`prepared_snn_rates` picks for the batch size.
     """
     return prepared_snn_rates(prepare_snn(params), config, ids=ids, tags=tags,
                               rates_in=rates_in, num_timesteps=num_timesteps)
