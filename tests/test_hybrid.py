@@ -19,6 +19,7 @@ from sentinel_jax.models import (
     extend_hybrid_grid,
     forward_flops,
     init_hybrid,
+    kan_inputs,
     kan_spline_functions,
     parameter_bytes,
     prepare_hybrid,
@@ -26,6 +27,8 @@ from sentinel_jax.models import (
     snn_spike_trains,
 )
 from sentinel_jax.models import snn as snn_module
+from sentinel_jax.models.dense import mlp
+from sentinel_jax.models.kan import apply_kan
 from sentinel_jax.models.lif import LIFConfig
 from sentinel_jax.models.snn import init_snn, snn_rates, snn_spikes
 
@@ -64,18 +67,33 @@ def test_output_shapes_and_dtypes(encoding, branches):
 @pytest.mark.parametrize("encoding", ["event", "rate"])
 @pytest.mark.parametrize("branches", [("snn", "kan"), ("snn",), ("kan",)])
 def test_prepared_parameters_give_the_same_logits(encoding, branches):
-    # Inference prepares parameters once; batch 1 also takes the unrolled
-    # scan. Both must score exactly as the training forward does.
+    # Inference prepares parameters once and, up to _SMALL_BATCH windows,
+    # runs the spiking branch layer by layer. Its logits must equal those
+    # built from the unprepared reference pieces: the rasters of snn_spikes,
+    # the per-layer KAN (folding its weights on every call), the fusion MLP.
     spec = dataclasses.replace(SMALL, encoding=encoding, branches=branches)
     params = init_hybrid(jax.random.key(3), spec)
     prepared = jax.jit(prepare_hybrid, static_argnums=1)(params, spec)
     assert "lif" not in prepared.get("snn", {})
     logits = jax.jit(prepared_logits, static_argnums=1)
+
+    def reference(ids, tags, hist):
+        features = []
+        if "snn" in branches:
+            trains = snn_spike_trains(params, spec, ids, tags, hist)
+            features.append(trains[-1].mean(axis=0))
+        if "kan" in branches:
+            features.append(apply_kan(params["kan"], kan_inputs(hist, spec),
+                                      spec.kan_config))
+        return mlp(params["fusion"], jnp.concatenate(features, axis=-1))
+
     for batch in (1, 7, 33):
         inputs = windows(spec, batch, seed=batch)
-        expected = apply_hybrid(params, spec, *inputs).logits
+        expected = reference(*inputs)
         np.testing.assert_allclose(logits(prepared, spec, *inputs), expected,
                                    rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(apply_hybrid(params, spec, *inputs).logits,
+                                   expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("encoding", ["event", "rate"])

@@ -23,7 +23,8 @@ per-step matmuls are already large enough for the matmul kernels. A custom
 VJP that recorded steps and ran the backward layer by layer lost for the
 same reason. At a few windows it is the other way round: those buffers are
 tiny and a matmul per step is a library call per step, so small batches run
-layer by layer (2.3x faster at batch 1).
+layer by layer (the hybrid's batch-1 forward 0.149 -> 0.064 ms, measured
+with ``experiments/benchmark.py --batches 1 --phases forward``).
 """
 
 from __future__ import annotations
@@ -234,9 +235,9 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
       by layer, each layer one scan of elementwise LIF steps and one matmul
       over all ``time`` steps between layers. A matmul inside the scan costs
       a library call per step, which at batch 1 is most of the time; here
-      there are ``len(layers)`` of them in all. Measured 2.3x faster at
-      batch 1 on the 2-core CPU; at large batches the ``[time, batch,
-      units]`` buffers make it lose (see the module docstring).
+      there are ``len(layers)`` of them in all. At large batches the
+      ``[time, batch, units]`` buffers make it lose. The module docstring
+      gives the measurements.
     """
     # TODO: event-mode training runs ~6-7k samples/s at batch 256 on an idle
     # 2-core CPU (goal ~28k for the reference run in 3 minutes). Profiles

@@ -181,7 +181,7 @@ class LiveMonitor:
             oldest = next(iter(self._processes))
             self.summary.evicted_processes += 1
             self.end_process(oldest)
-        comm = self._child_comm.pop(pid, None) or self._proc_comm(pid) or "?"
+        comm = self._child_comm.pop(pid, None) or self.process_comm(pid) or "?"
         process = _Process(pid, comm)
         self._processes[pid] = process
         self.summary.processes += 1
@@ -189,7 +189,9 @@ class LiveMonitor:
                                               len(self._processes))
         return process
 
-    def _proc_comm(self, pid: int) -> str | None:
+    def process_comm(self, pid: int) -> str | None:
+        """The command name of live process ``pid`` from ``/proc`` (live mode
+        only; ``None`` when replaying or when it is gone)."""
         if not self.read_comm:
             return None
         try:

@@ -275,7 +275,7 @@ class RecordFeed:
     def _start(self, serial: int, process: _Process) -> None:
         monitor = self.monitor
         pid = process.pid
-        process.comm = (self._child_comm.pop(pid, None) or monitor._proc_comm(pid)
+        process.comm = (self._child_comm.pop(pid, None) or monitor.process_comm(pid)
                         or "?")
         self._processes[serial] = process
         self._by_pid[pid] = serial
