@@ -10,8 +10,10 @@ detection rates are always chosen on the protocol's validation part):
 Models: hybrid, snn, kan (trained windows models; a trace's score is its
 highest window score), equation (the hybrid distilled by genetic
 programming), stide and logistic_hist (window baselines), tfidf_lr, count_rf
-and lm (n-gram models over whole traces). Normal-only protocols run only the
-normal-only models (stide, lm).
+and lm (n-gram models over whole traces), and snn_surprise (the spiking
+network as a next-call predictor fitted on normal traces only, a trace scored
+by its mean surprise per call). Normal-only protocols run only the
+normal-only models (stide, lm, snn_surprise).
 
 Writes DIR/metrics.json (one block per protocol, variant and model: ROC AUC
 and detection at 1%, 5% and 10% false alarms, mean and spread over rounds,
@@ -59,8 +61,8 @@ from sentinel_jax.evaluation.metrics import roc_auc, trace_scores
 logger = logging.getLogger("evaluate_adfa")
 
 WINDOW_MODELS = ("hybrid", "snn", "kan", "equation", "stide", "logistic_hist")
-TRACE_MODELS = ("tfidf_lr", "count_rf", "lm")
-NORMAL_ONLY = ("stide", "lm")
+TRACE_MODELS = ("tfidf_lr", "count_rf", "lm", "snn_surprise")
+NORMAL_ONLY = ("stide", "lm", "snn_surprise")
 ALL_MODELS = WINDOW_MODELS + TRACE_MODELS
 PROTOCOLS = ("supervised", "lofo", "anomaly")
 FALSE_ALARM_RATES = {"1pct": 0.01, "5pct": 0.05, "10pct": 0.10}
@@ -176,6 +178,7 @@ def score_round(
     traces. Returns ``{model: {"val"|"test": {scores, labels, families}}}``."""
     from sentinel_jax.symbolic import NeuralToSymbolic
     from sentinel_jax.training import predict_scores, train
+    from sentinel_jax.training.next_call import NextCallSettings, SpikingSurpriseModel
 
     scored: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     window_models = [m for m in models if m in WINDOW_MODELS]
@@ -228,6 +231,8 @@ def score_round(
         "tfidf_lr": lambda: TfidfLogistic(seed=config.data.seed),
         "count_rf": lambda: CountForest(seed=config.data.seed),
         "lm": lambda: NgramLanguageModel(order=5),
+        "snn_surprise": lambda: SpikingSurpriseModel(
+            NextCallSettings.from_config(config)),
     }
     for name in (m for m in models if m in TRACE_MODELS):
         model = trace_models[name]().fit(names, labels)

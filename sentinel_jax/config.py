@@ -130,6 +130,13 @@ class TrainingConfig:
     target_fpr: float = _field(0.01, low=0.0, high=1.0)
     seed: int = _field(0, low=0)
     progress: bool = _field(True)
+    # The normal-only spiking next-call predictor (evaluate_adfa.py's
+    # ``snn_surprise``): its own windows and schedule, the model's shape.
+    next_call_window: int = _field(128, low=2, high=1 << 20)
+    next_call_stride: int = _field(64, low=1, high=1 << 20)
+    next_call_epochs: int = _field(30, low=1, high=100_000)
+    next_call_batch_size: int = _field(64, low=1, high=1 << 20)
+    next_call_learning_rate: float = _field(0.01, low=1e-8, high=10.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ TINY_MODEL = [
     "model.fusion_hidden=[8]", "training.epochs=1", "training.batch_size=128",
     "training.warmup_epochs=0", "symbolic.sr_population=20",
     "symbolic.sr_generations=2", "symbolic.sr_samples=200",
+    "training.next_call_epochs=1", "training.next_call_window=32",
 ]
 
 
@@ -20,7 +21,7 @@ def test_all_protocols_run_on_a_subset(adfa_dir, tmp_path):
     argv = ["--adfa-dir", str(adfa_dir), "--out", str(out), "--quiet",
             "--max-traces", "120", "--rounds", "1", "--folds", "3",
             "--dedupe", "both", "--config", "configs/adfa.yaml",
-            "--models", "hybrid,equation,stide,logistic_hist,tfidf_lr,lm"]
+            "--models", "hybrid,equation,stide,logistic_hist,tfidf_lr,lm,snn_surprise"]
     for override in TINY_MODEL:
         argv += ["--set", override]
     assert load_experiment("evaluate_adfa").main(argv) == 0
@@ -32,9 +33,10 @@ def test_all_protocols_run_on_a_subset(adfa_dir, tmp_path):
         assert set(variants) == {"all", "deduplicated"}
     supervised = protocols["supervised"]["all"]["models"]
     assert set(supervised) == {"hybrid", "equation", "stide", "logistic_hist",
-                               "tfidf_lr", "lm"}
+                               "tfidf_lr", "lm", "snn_surprise"}
     # the anomaly protocol runs only models that never see an attack
-    assert set(protocols["anomaly"]["all"]["models"]) == {"stide", "lm"}
+    assert set(protocols["anomaly"]["all"]["models"]) == {"stide", "lm",
+                                                          "snn_surprise"}
     for model in supervised.values():
         assert 0.0 <= model["roc_auc"]["mean"] <= 1.0
         for rate in ("1pct", "5pct", "10pct"):

@@ -276,6 +276,36 @@ def _first_layer_input(prepared: dict, ids, tags, rates_in) -> jax.Array:
     return rates_in @ inputs["weight"] + inputs["bias"]
 
 
+def rest_states(prepared: dict, config: LIFConfig, batch: int) -> list[LIFState]:
+    """Every layer of a prepared network at rest, ``[batch, units]`` each."""
+    return [_rest_state(beta.shape[0], batch, config) for beta in prepared["beta"]]
+
+
+def step_layers(prepared: dict, config: LIFConfig, states: Sequence[LIFState],
+                current: jax.Array) -> tuple[list[LIFState], list[jax.Array]]:
+    """Advances every layer one step, the first driven by ``current``.
+
+    Args:
+        prepared: from :func:`prepare_snn`.
+        config: static LIF settings.
+        states: one state per layer, ``[batch, units]``.
+        current: the first layer's input current ``[batch, units]``.
+
+    Returns:
+        ``(new_states, spikes)``, one ``[batch, units]`` spike array per layer.
+    """
+    layers = [None, *prepared["layers"]]
+    new_states, trains, spikes = [], [], None
+    for beta, theta, state, layer in zip(prepared["beta"], prepared["theta"],
+                                         states, layers, strict=True):
+        if layer is not None:  # current from the previous layer's spikes
+            current = spikes @ layer["weight"] + layer["bias"]
+        state, spikes = lif_step_constants(beta, theta, state, current, config)
+        new_states.append(state)
+        trains.append(spikes)
+    return new_states, trains
+
+
 def _layer_over_time(beta: jax.Array, theta: jax.Array, currents: jax.Array,
                      config: LIFConfig, *, steps: int, keep_spikes: bool
                      ) -> tuple[jax.Array, jax.Array | None]:
@@ -329,7 +359,6 @@ def _one_scan_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
     else:
         constant = _first_layer_input(prepared, ids, tags, rates_in)
         xs, steps, batch = None, num_timesteps, rates_in.shape[0]
-    constants = list(zip(prepared["beta"], prepared["theta"], strict=True))
 
     def body(carry, step_inputs):
         states, counts = carry
@@ -337,19 +366,12 @@ def _one_scan_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
             current = name_tag_currents(name_weights, tag_weights, *step_inputs)
         else:
             current = constant
-        new_states, new_counts = [], []
-        layers = [None, *prepared["layers"]]
-        spikes = None
-        for (beta, theta), state, count, layer in zip(constants, states, counts,
-                                                      layers, strict=True):
-            if layer is not None:  # current from the previous layer's spikes
-                current = spikes @ layer["weight"] + layer["bias"]
-            state, spikes = lif_step_constants(beta, theta, state, current, config)
-            new_states.append(state)
-            new_counts.append(count + spikes)
-        return (new_states, new_counts), None
+        states, spikes = step_layers(prepared, config, states, current)
+        counts = [count + layer_spikes
+                  for count, layer_spikes in zip(counts, spikes, strict=True)]
+        return (states, counts), None
 
-    states = [_rest_state(beta.shape[0], batch, config) for beta, _ in constants]
+    states = rest_states(prepared, config, batch)
     zeros = [state.membrane for state in states]
     unroll = steps if not event and steps <= _FULL_UNROLL_STEPS else 1
     (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps,
