@@ -128,6 +128,21 @@ def test_whole_trace_scores_do_not_depend_on_padding_or_batching():
                                    atol=1e-5)
 
 
+def test_settings_from_config_follow_the_config():
+    from sentinel_jax.config import apply_overrides, load_config
+
+    config = apply_overrides(load_config("configs/adfa.yaml"), [
+        "model.reset=zero", "model.refractory=2", "training.next_call_epochs=7"])
+    settings = NextCallSettings.from_config(config)
+    assert settings.hidden == tuple(config.model.snn_hidden)
+    assert settings.lif.reset == "zero" and settings.lif.refractory == 2
+    assert settings.epochs == 7 and settings.window == 128
+    # the dataclass's own defaults are the config's
+    assert NextCallSettings.from_config(load_config(None)).learning_rate == (
+        NextCallSettings().learning_rate)
+    assert NextCallSettings().epochs == load_config(None).training.next_call_epochs
+
+
 def test_fitting_on_a_routine_makes_breaking_it_surprising():
     routine = ["open", "read", "mmap", "close", "write"]
     normal = [routine * 12 for _ in range(20)]
@@ -138,6 +153,7 @@ def test_fitting_on_a_routine_makes_breaking_it_surprising():
         batch_size=16, learning_rate=0.02))
     # the broken traces are labelled attacks: fit must leave them out
     model.fit(normal + broken, [0] * 20 + [1] * 5)
+    assert "execve" not in model.vocabulary and "socket" not in model.vocabulary
     assert model.history[-1] < 0.5 * model.history[0]
     unseen_normal = model.score([routine * 10])
     attack_scores = model.score(broken)

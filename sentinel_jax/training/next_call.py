@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from sentinel_jax.config import Config
 from sentinel_jax.data.syscalls import PAD_ID, Vocabulary
+from sentinel_jax.data.traces import window_starts
+from sentinel_jax.models.hybrid import HybridSpec
 from sentinel_jax.models.lif import LIFConfig
 from sentinel_jax.models.next_call import init_next_call, next_call_surprise
 from sentinel_jax.training.state import make_optimizer
@@ -68,9 +70,9 @@ class NextCallSettings:
     name_channels: int = 96
     window: int = 128
     stride: int = 64
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-4
     clip_norm: float = 1.0
     warmup_epochs: int = 1
@@ -85,9 +87,7 @@ class NextCallSettings:
         return cls(
             hidden=tuple(model.snn_hidden), threshold=model.spike_threshold,
             decay=model.membrane_decay,
-            lif=LIFConfig(reset=model.reset, refractory=model.refractory,
-                          surrogate=model.surrogate,
-                          surrogate_slope=model.surrogate_slope),
+            lif=HybridSpec.from_config(model, config.data).lif_config,
             name_channels=config.data.name_channels,
             window=training.next_call_window, stride=training.next_call_stride,
             epochs=training.next_call_epochs,
@@ -102,18 +102,13 @@ def training_windows(traces_ids: Sequence[np.ndarray], window: int,
                      stride: int) -> np.ndarray:
     """Cuts traces into right-padded windows, ``int32 [windows, window]``.
 
-    A trace shorter than ``window`` gives one padded window; a longer one a
-    window every ``stride`` events, the last one ending at the trace's end.
+    The windows of :func:`sentinel_jax.data.traces.window_starts`: one padded
+    window for a short trace, else one every ``stride`` events and a last one
+    ending at the trace's end.
     """
     rows = []
     for ids in traces_ids:
-        if len(ids) == 0:
-            continue
-        last = max(len(ids) - window, 0)
-        starts = list(range(0, last + 1, stride))
-        if starts[-1] != last:
-            starts.append(last)
-        for start in starts:
+        for start in window_starts(len(ids), window, stride):
             row = np.zeros(window, np.int32)
             piece = ids[start:start + window]
             row[:len(piece)] = piece
