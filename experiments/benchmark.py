@@ -16,6 +16,11 @@ actually needs (counted by hand, :func:`sentinel_jax.models.forward_flops`;
 a training step counts 3x forward) by that peak. XLA's own count is kept
 beside it as ``xla_flops_per_sample``.
 
+With ``--cpu-devices 0`` the CPU runs as one JAX device per core and every
+batch the devices can split evenly is split over them (parameters copied to
+each; the train step is :func:`sentinel_jax.training.steps.data_parallel_grad`);
+batch 1 runs on one device.
+
 Example::
 
     python experiments/benchmark.py --out runs/bench --only models \\
@@ -33,6 +38,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from sentinel_jax.atomic import write_json_atomic
 from sentinel_jax.cli import UsageError, make_parser, resolve_config, run_main
@@ -45,6 +51,7 @@ from sentinel_jax.models import (
     prepared_logits,
 )
 from sentinel_jax.training.losses import LossWeights
+from sentinel_jax.training.sharding import make_mesh, replicate, shard_batch
 from sentinel_jax.training.state import init_train_state, make_optimizer
 from sentinel_jax.training.steps import make_run_steps, make_train_step
 
@@ -111,7 +118,7 @@ def random_windows(spec: HybridSpec, batch: int, seed: int = 0):
     return tuple(map(jnp.asarray, (ids, tags, hist, labels)))
 
 
-def make_run_step(spec: HybridSpec, training: TrainingConfig):
+def make_run_step(spec: HybridSpec, training: TrainingConfig, mesh: Mesh):
     """The training loop's own jitted step (loss terms, clipping, schedule).
 
     Returns:
@@ -121,8 +128,16 @@ def make_run_step(spec: HybridSpec, training: TrainingConfig):
     optimizer = make_optimizer(training.learning_rate, training.weight_decay,
                                training.clip_norm, warmup_steps=100,
                                total_steps=10_000)
-    step = make_train_step(spec, optimizer, LossWeights.from_config(training))
+    step = make_train_step(spec, optimizer, LossWeights.from_config(training),
+                           mesh)
     return make_run_steps(step), optimizer
+
+
+def batch_mesh(batch: int) -> Mesh:
+    """All devices when they split ``batch`` evenly, else the first alone
+    (batch 1 always runs on one device)."""
+    devices = jax.devices()
+    return make_mesh(devices if batch % len(devices) == 0 else devices[:1])
 
 
 def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: int,
@@ -130,23 +145,29 @@ def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: i
                 ) -> dict:
     """One result row: times ``phase`` (forward or train) at ``batch``."""
     params = init_hybrid(jax.random.key(0), spec)
+    mesh = batch_mesh(batch)
     ids, tags, hist, labels = random_windows(spec, batch)
     start = time.perf_counter()
     if phase == "forward":
         # The inference path: parameters prepared once, as InferenceEngine
         # does at load, then only the per-window work is timed.
-        prepared = jax.jit(prepare_hybrid, static_argnums=1)(params, spec)
+        prepared = replicate(jax.jit(prepare_hybrid, static_argnums=1)(params, spec),
+                             mesh)
+        placed = shard_batch({"ids": ids, "tags": tags, "hist": hist}, mesh)
+        ids, tags, hist = placed["ids"], placed["tags"], placed["hist"]
         forward = jax.jit(lambda p, i, t, h: prepared_logits(p, spec, i, t, h))
         compiled = forward.lower(prepared, ids, tags, hist).compile()
         compile_s = time.perf_counter() - start
         seconds = time_calls(lambda: compiled(prepared, ids, tags, hist), repeats)
         hand = forward_flops(spec)
     else:
-        run_steps, optimizer = make_run_step(spec, training or TrainingConfig())
-        holder = {"state": init_train_state(params, optimizer)}
+        run_steps, optimizer = make_run_step(spec, training or TrainingConfig(),
+                                             mesh)
+        holder = {"state": replicate(init_train_state(params, optimizer), mesh)}
         stack = {"ids": ids, "tags": tags, "hist": hist, "labels": labels,
                  "mask": jnp.ones((batch,), jnp.float32)}
-        stack = jax.tree_util.tree_map(lambda array: array[None], stack)
+        stack = shard_batch({name: np.asarray(array)[None]
+                             for name, array in stack.items()}, mesh, 1)
         compiled = run_steps.lower(holder["state"], stack).compile()
         compile_s = time.perf_counter() - start
 
@@ -163,9 +184,11 @@ def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: i
         "samples_per_s": samples_per_s, "p50_ms": 1e3 * p50,
         "p99_ms": 1e3 * float(np.percentile(seconds, 99)),
         "flops_per_sample": hand,
-        "xla_flops_per_sample": xla_flops(compiled) / batch,
+        # XLA's count is of one device's share of the batch.
+        "xla_flops_per_sample": xla_flops(compiled) * mesh.devices.size / batch,
         "peak_fraction": hand * samples_per_s / (peak_gflops * 1e9),
         "compile_s": compile_s, "repeats": repeats,
+        "devices": int(mesh.devices.size),
     }
 
 

@@ -28,13 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def uniform_grid(grid_size: int, order: int,
-                 grid_range: tuple[float, float] = (-1.0, 1.0)) -> jax.Array:
-    """Extended uniform knots, ``float32 [grid_size + 2 * order + 1]``."""
+def check_grid(grid_size: int, order: int, grid_range: tuple[float, float]) -> None:
+    """Raises ``ValueError`` unless ``grid_size >= 1``, ``order >= 0`` and
+    ``low < high`` (plain Python: runs no JAX operation)."""
     low, high = grid_range
     if grid_size < 1 or order < 0 or not low < high:
         raise ValueError(f"need grid_size >= 1, order >= 0 and low < high, got "
                          f"{grid_size}, {order}, {grid_range}")
+
+
+def uniform_grid(grid_size: int, order: int,
+                 grid_range: tuple[float, float] = (-1.0, 1.0)) -> jax.Array:
+    """Extended uniform knots, ``float32 [grid_size + 2 * order + 1]``."""
+    check_grid(grid_size, order, grid_range)
+    low, high = grid_range
     step = (high - low) / grid_size
     positions = np.arange(-order, grid_size + order + 1, dtype=np.float64)
     return jnp.asarray(low + positions * step, jnp.float32)

@@ -22,7 +22,12 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from sentinel_jax.models.bspline import extend_grid, uniform_bspline_basis, uniform_grid
+from sentinel_jax.models.bspline import (
+    check_grid,
+    extend_grid,
+    uniform_bspline_basis,
+    uniform_grid,
+)
 
 ACTIVATIONS = {"silu": jax.nn.silu, "gelu": jax.nn.gelu, "tanh": jnp.tanh}
 
@@ -49,7 +54,7 @@ class KANConfig:
         if self.base_activation not in ACTIVATIONS:
             raise ValueError(f"base_activation must be one of "
                              f"{', '.join(ACTIVATIONS)}, got {self.base_activation!r}")
-        uniform_grid(self.grid_size, self.spline_order, self.grid_range)  # checks
+        check_grid(self.grid_size, self.spline_order, self.grid_range)
 
     @property
     def coeff(self) -> int:

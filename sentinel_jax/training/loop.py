@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from sentinel_jax.atomic import write_text_atomic
@@ -218,7 +219,7 @@ def train(config: Config, dataset: Dataset, run_dir: str | Path, *,
     if resuming:
         ckpt.check_run_files(folder, config, dataset.vocabulary, spec)
     run_steps, init_state = _compiled_functions(
-        spec, LossWeights.from_config(training), optimizer_args)
+        spec, LossWeights.from_config(training), optimizer_args, mesh)
     state = replicate(init_state(jax.random.PRNGKey(training.seed)), mesh)
 
     history: list[dict[str, Any]] = []
@@ -307,10 +308,10 @@ def train(config: Config, dataset: Dataset, run_dir: str | Path, *,
 
 @functools.lru_cache(maxsize=8)
 def _compiled_functions(spec: HybridSpec, weights: LossWeights,
-                        optimizer_args: tuple) -> tuple[Any, Any]:
+                        optimizer_args: tuple, mesh: Mesh) -> tuple[Any, Any]:
     """Jitted ``run_steps`` and state initialiser, shared by runs alike."""
     optimizer = make_optimizer(*optimizer_args)
-    run_steps = make_run_steps(make_train_step(spec, optimizer, weights))
+    run_steps = make_run_steps(make_train_step(spec, optimizer, weights, mesh))
 
     def init_state(key: jax.Array) -> TrainState:
         return init_train_state(init_hybrid(key, spec), optimizer)

@@ -16,15 +16,18 @@ A batch is a dict of arrays:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, PartitionSpec
 
 from sentinel_jax.models.hybrid import HybridSpec, apply_hybrid
 from sentinel_jax.training.losses import LossWeights, hybrid_loss
+from sentinel_jax.training.sharding import DATA_AXIS
 from sentinel_jax.training.state import Params, TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -66,8 +69,17 @@ def gather_batches(arrays: Mapping[str, np.ndarray],
 
 
 def make_train_step(spec: HybridSpec, optimizer: optax.GradientTransformation,
-                    weights: LossWeights) -> TrainStep:
+                    weights: LossWeights, mesh: Mesh | None = None) -> TrainStep:
     """The pure train step of the hybrid under ``optimizer`` and ``weights``.
+
+    Args:
+        spec: static hyperparameters of the model.
+        optimizer: the optax transformation.
+        weights: the loss weights.
+        mesh: the ``data`` mesh the batch is split over. With more than one
+            device the gradient is taken by :func:`data_parallel_grad`;
+            otherwise by plain autodiff of the whole-batch loss. Both give
+            the same loss and gradient up to float rounding.
 
     Returns:
         ``train_step(state, batch) -> (state, metrics)`` with scalar metrics
@@ -79,9 +91,13 @@ def make_train_step(spec: HybridSpec, optimizer: optax.GradientTransformation,
                               batch["hist"])
         return hybrid_loss(output, batch["labels"], batch["mask"], weights)
 
+    if mesh is not None and mesh.devices.size > 1:
+        value_and_grad = data_parallel_grad(spec, weights, mesh)
+    else:
+        value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
     def train_step(state: TrainState, batch: Batch):
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, batch)
+        (loss, terms), grads = value_and_grad(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads),
@@ -89,6 +105,57 @@ def make_train_step(spec: HybridSpec, optimizer: optax.GradientTransformation,
         return TrainState(state.step + 1, params, opt_state), metrics
 
     return train_step
+
+
+def data_parallel_grad(spec: HybridSpec, weights: LossWeights, mesh: Mesh):
+    """``(params, batch) -> ((loss, terms), grads)`` with the batch split
+    over ``mesh``, equal to autodiff of the whole-batch loss.
+
+    Why not let XLA partition the plain step: on the CPU its partitioned
+    backward scan ran slower on two devices than on one (2,840 against 4,680
+    event windows/s at batch 256, both timed in one script), while this
+    explicit schedule ran 8,180. Each device
+
+    1. runs the model forward on its own rows and keeps the pullback
+       (``jax.vjp``): the expensive part, with no communication;
+    2. gathers every device's outputs (logits ``[batch, 2]`` and spike rates,
+       a few hundred floats per row) and computes the loss of the whole
+       batch, exactly the one-device formula (class weights, padding masks
+       and the non-linear spike-rate term included);
+    3. pulls its own rows of the loss's output gradient back through step 1;
+    4. sums the parameter gradients over devices, once per step.
+
+    Outputs that depend on the parameters alone (the KAN regularisers) are
+    the same on every device; their output gradient is split evenly so the
+    sum counts it once.
+    """
+    devices = mesh.devices.size
+
+    def per_device(params: Params, batch: Batch):
+        rows = batch["labels"].shape[0]
+        output, pullback = jax.vjp(
+            lambda p: apply_hybrid(p, spec, batch["ids"], batch["tags"],
+                                   batch["hist"]), params)
+        gather = functools.partial(jax.lax.all_gather, axis_name=DATA_AXIS,
+                                   tiled=True)
+        whole = jax.tree.map(lambda leaf: gather(leaf) if leaf.ndim else leaf,
+                             output)
+        (loss, terms), output_grad = jax.value_and_grad(
+            lambda out: hybrid_loss(out, gather(batch["labels"]),
+                                    gather(batch["mask"]), weights),
+            has_aux=True)(whole)
+        first = jax.lax.axis_index(DATA_AXIS) * rows
+        own = jax.tree.map(
+            lambda leaf: (jax.lax.dynamic_slice_in_dim(leaf, first, rows)
+                          if leaf.ndim else leaf / devices), output_grad)
+        (grads,) = pullback(own)
+        return (loss, terms), jax.lax.psum(grads, DATA_AXIS)
+
+    # check_vma=False: the collectives are written out above, none inside
+    # autodiff, and the model's scans need no varying-axis annotations.
+    return jax.shard_map(per_device, mesh=mesh,
+                         in_specs=(PartitionSpec(), PartitionSpec(DATA_AXIS)),
+                         out_specs=PartitionSpec(), check_vma=False)
 
 
 def make_run_steps(train_step: TrainStep):
