@@ -367,16 +367,19 @@ def _dense_flops(inputs: int, outputs: int) -> int:
 def forward_flops(spec: HybridSpec) -> int:
     """FLOPs per sample of one forward pass, counted by hand.
 
-    Counts multiply-adds of every matmul (2 each, the event encoding's
-    ``[tag] x [units]`` product of unpacked bits included; the name gather
-    counts 0), the LIF updates, the B-spline evaluation and the readouts.
-    Per-batch work (folding KAN weights, parameter transforms) is left out.
+    Counts multiply-adds of every matmul (2 each), the LIF updates, the
+    B-spline evaluation and the readouts. The event encoding's first-layer
+    current is gathered (the name row and one tag-table row per byte of the
+    tag mask, see :func:`~sentinel_jax.models.snn.tag_byte_tables`): only the
+    additions count. Per-batch work (the tag tables, folding KAN weights,
+    parameter transforms) is left out.
     """
     flops = 0
     if "snn" in spec.branches:
         steps, hidden = spec.snn_steps, spec.snn_hidden
         if spec.encoding == "event":
-            flops += steps * (2 * spec.tag_channels * hidden[0] + hidden[0])
+            tag_bytes = -(-spec.tag_channels // 8)
+            flops += steps * tag_bytes * hidden[0]
         else:
             flops += _dense_flops(spec.channels, hidden[0])
         for inputs, outputs in zip(hidden[:-1], hidden[1:], strict=False):

@@ -83,10 +83,10 @@ def membrane_trajectory(snn_params: dict, config: LIFConfig, ids: jax.Array,
     """
     chex.assert_rank([ids, tags], 2)
     prepared = prepare_snn(snn_params)
-    names, tag_rows = prepared["input"]["name"], prepared["input"]["tag"]
+    names, tag_tables = prepared["input"]["name"], prepared["input"]["tag_tables"]
 
     def body(states, event):
-        current = name_tag_currents(names, tag_rows, *event)
+        current = name_tag_currents(names, tag_tables, *event)
         states, _ = step_layers(prepared, config, states, current)
         return states, jnp.concatenate([state.membrane for state in states], -1)
 

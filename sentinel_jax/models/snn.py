@@ -11,25 +11,42 @@
 Two functions run the network, held to the same numbers and gradients by
 the tests. :func:`snn_rates` is what the models use; it returns spike rates
 only, on one of two schedules chosen by batch size (see
-:func:`prepared_snn_rates`). :func:`snn_spikes` returns the full rasters for
-plots: it runs layer by layer, one LIF scan over all steps and one matmul
-over ``time * batch`` rows between layers.
+:func:`prepared_snn_rates`), and always takes its gradient from the
+layer-by-layer schedule, whose LIF layers have a hand-written backward pass
+(:mod:`sentinel_jax.models.lif_layer`). :func:`snn_spikes` returns the full
+rasters for plots and is the reference the tests hold the others to: plain
+``lif_scan`` layers differentiated by autodiff.
 
-Why one scan for large batches and not layers with time folded into the
-batch: on the 2-core CPU this was measured 3x slower in forward at batch 1024
-and slower in training, because every ``[time, batch, units]`` intermediate
-is a fresh buffer of megabytes (page faults, memory traffic), while the
-per-step matmuls are already large enough for the matmul kernels. A custom
-VJP that recorded steps and ran the backward layer by layer lost for the
-same reason. At a few windows it is the other way round: those buffers are
-tiny and a matmul per step is a library call per step, so small batches run
-layer by layer (the hybrid's batch-1 forward 0.149 -> 0.064 ms, measured
-with ``experiments/benchmark.py --batches 1 --phases forward``).
+Why two forward schedules: at large batches one scan over time stepping
+every layer keeps each step's working set (``[batch, units]`` per layer) in
+cache, while layer by layer every ``[time, batch, units]`` intermediate is a
+buffer of tens of megabytes (at batch 1024, 46 against 30-36 ms per forward
+on the 2-core CPU). At a few windows it is the other way round: a matmul per
+step is a library call per step, so small batches run layer by layer (the
+hybrid's batch-1 forward 0.149 -> 0.064 ms, measured with
+``experiments/benchmark.py --batches 1 --phases forward``).
+
+Why the gradient always comes from the layer-by-layer schedule: autodiff of
+the one-scan schedule stacks a dozen residuals per step and runs a small
+matmul per step for each weight gradient; layer by layer, the weight
+gradients are single matmuls over ``time * batch`` rows and each LIF layer's
+backward is one short recurrence. Measured at batch 256 (event encoding, the
+spiking network alone, gradient of its rates): 44-51 ms by autodiff of the
+one scan, 39 ms this way, before the tag change below.
+
+Tag currents are looked up, not multiplied: a tag mask's 32 bits are four
+bytes, and for each byte a table of 256 rows holds the summed tag rows of
+every value it can take (:func:`tag_byte_tables`, built once per call from
+the tag weights, or once at load for inference). An event's current is then
+five row gathers, where the unpacked bits times the ``[tag, units]`` weights
+cost ``2 * 32 * units`` FLOPs per event forward and as many again for the
+weight gradient, most of them on zero bits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
@@ -47,6 +64,7 @@ from sentinel_jax.models.lif import (
     lif_scan,
     lif_step_constants,
 )
+from sentinel_jax.models.lif_layer import FULL_UNROLL_STEPS, lif_layer
 
 ENCODINGS = ("event", "rate")
 
@@ -59,17 +77,31 @@ _ASSUMED_INPUT_RATE = 0.15
 # Batches up to this size are bound by per-kernel overhead, not arithmetic,
 # and run layer by layer (see :func:`prepared_snn_rates`).
 _SMALL_BATCH = 8
-# Rate-mode scans up to this many steps are unrolled in full: straight-line
-# code trains 1.6-1.8x faster at batch 256-1024 than a loop on the 2-core
-# CPU (and forwards 1.6x faster at 1024). Event windows (64 steps) lose
-# when unrolled: forward 5-8x slower, training no better, compiles 10-20 s.
-_FULL_UNROLL_STEPS = 16
 
 
 def unpack_tags(tags: jax.Array, tag_channels: int) -> jax.Array:
     """Tag masks ``uint32 [...]`` -> float32 bits ``[..., tag]`` (first bits)."""
     bits = jnp.arange(tag_channels, dtype=jnp.uint32)
     return ((tags[..., None] >> bits) & 1).astype(jnp.float32)
+
+
+def tag_byte_tables(tag_weights: jax.Array) -> jax.Array:
+    """Summed tag rows for every value of every byte of a tag mask.
+
+    Args:
+        tag_weights: ``[tag, units]``, one row per tag bit.
+
+    Returns:
+        ``float32 [bytes, 256, units]`` with ``bytes = ceil(tag / 8)``; row
+        ``v`` of table ``k`` is the sum of the rows of bits ``8k + b`` set in
+        ``v`` (bits past ``tag`` count zero).
+    """
+    tag, units = tag_weights.shape
+    num_bytes = -(-tag // 8)
+    padded = jnp.zeros((8 * num_bytes, units), tag_weights.dtype).at[:tag].set(
+        tag_weights)
+    bits = unpack_tags(jnp.arange(256, dtype=jnp.uint32), 8)  # [256, 8]
+    return jnp.einsum("vb,kbu->kvu", bits, padded.reshape(num_bytes, 8, units))
 
 
 def init_snn(key: jax.Array, *, encoding: str, input_dim: int,
@@ -123,13 +155,13 @@ def init_snn(key: jax.Array, *, encoding: str, input_dim: int,
             "lif": [init_lif(units, threshold, decay) for units in hidden]}
 
 
-def name_tag_currents(name_weights: jax.Array, tag_weights: jax.Array,
+def name_tag_currents(name_weights: jax.Array, tag_tables: jax.Array,
                       ids: jax.Array, tags: jax.Array) -> jax.Array:
     """First-layer currents of events: a name row plus the rows of their tags.
 
     Args:
         name_weights: ``[name_channels, units]``, padding row already zero.
-        tag_weights: ``[tag, units]``.
+        tag_tables: ``[bytes, 256, units]`` from :func:`tag_byte_tables`.
         ids: ``int32 [...]`` of any shape (one step ``[batch]`` or a whole
             window ``[time, batch]``).
         tags: ``uint32 [...]``, the same shape.
@@ -138,14 +170,18 @@ def name_tag_currents(name_weights: jax.Array, tag_weights: jax.Array,
         ``float32 [..., units]``.
     """
     currents = jnp.take(name_weights, ids, axis=0)
-    if tag_weights.shape[0]:
-        currents = currents + unpack_tags(tags, tag_weights.shape[0]) @ tag_weights
+    for index in range(tag_tables.shape[0]):
+        byte = ((tags >> (8 * index)) & 0xFF).astype(jnp.int32)
+        currents = currents + jnp.take(tag_tables[index], byte, axis=0)
     return currents
 
 
 def event_currents(input_params: dict, ids: jax.Array, tags: jax.Array
                    ) -> jax.Array:
-    """First-layer currents of every event, time-major.
+    """First-layer currents of every event, time-major, from the raw weights.
+
+    The reference form: the name row plus the unpacked tag bits times the
+    tag rows (:func:`name_tag_currents` looks the same sums up in tables).
 
     Args:
         input_params: ``{"name": [name_channels, units], "tag": [tag, units]}``.
@@ -155,8 +191,12 @@ def event_currents(input_params: dict, ids: jax.Array, tags: jax.Array
     Returns:
         ``float32 [time, batch, units]``.
     """
-    return name_tag_currents(input_params["name"].at[PAD_ID].set(0.0),
-                             input_params["tag"], ids.T, tags.T)
+    names = input_params["name"].at[PAD_ID].set(0.0)
+    tag_weights = input_params["tag"]
+    currents = jnp.take(names, ids.T, axis=0)
+    if tag_weights.shape[0]:
+        currents = currents + unpack_tags(tags.T, tag_weights.shape[0]) @ tag_weights
+    return currents
 
 
 def snn_spikes(params: dict, config: LIFConfig, *, ids: jax.Array | None = None,
@@ -191,17 +231,19 @@ def prepare_snn(params: dict) -> dict:
 
     Everything that depends on the parameters alone is computed here once:
     ``beta`` and ``theta`` of every layer and, in event mode, the name table
-    with its padding row zeroed. Training calls this inside the jitted step
-    (gradients flow through it); inference calls it once at load, so a
-    batch-1 forward pays for none of it.
+    with its padding row zeroed and the tag byte tables. Training calls this
+    inside the jitted step (gradients flow through it); inference calls it
+    once at load, so a batch-1 forward pays for none of it.
 
     Returns:
         ``{"input": ..., "layers": [...], "beta": [[units]...],
-        "theta": [[units]...]}``.
+        "theta": [[units]...]}``; event input holds ``name`` and
+        ``tag_tables`` (:func:`name_tag_currents`' arguments).
     """
     inputs = params["input"]
     if "name" in inputs:
-        inputs = {**inputs, "name": inputs["name"].at[PAD_ID].set(0.0)}
+        inputs = {"name": inputs["name"].at[PAD_ID].set(0.0),
+                  "tag_tables": tag_byte_tables(inputs["tag"])}
     constants = [lif_constants(lif) for lif in params["lif"]]
     return {"input": inputs, "layers": params["layers"],
             "beta": [beta for beta, _ in constants],
@@ -226,27 +268,21 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
                        num_timesteps: int = 10) -> tuple[jax.Array, ...]:
     """:func:`snn_rates` on parameters from :func:`prepare_snn`.
 
-    Two schedules of the same arithmetic, chosen by batch size:
+    Two forward schedules of the same arithmetic, chosen by batch size, and
+    one gradient (the module docstring gives the measurements):
 
-    * large batches: one scan over time stepping every layer, so a step's
-      working set (``[batch, units]`` per layer) stays in cache and nothing
-      of size ``[time, batch, units]`` is built;
     * up to ``_SMALL_BATCH`` windows (live scoring, batch-1 latency): layer
-      by layer, each layer one scan of elementwise LIF steps and one matmul
-      over all ``time`` steps between layers. A matmul inside the scan costs
-      a library call per step, which at batch 1 is most of the time; here
-      there are ``len(layers)`` of them in all. At large batches the
-      ``[time, batch, units]`` buffers make it lose. The module docstring
-      gives the measurements.
+      by layer, each layer one LIF scan (:func:`~sentinel_jax.models.
+      lif_layer.lif_layer`) and one matmul over all ``time`` steps between
+      layers;
+    * larger batches: one scan over time stepping every layer, so a step's
+      working set stays in cache and nothing of size ``[time, batch, units]``
+      is built. In event encoding, under differentiation this schedule hands
+      over to the layer-by-layer one, which computes the same values and the
+      gradient. Rate encoding's few steps are unrolled into straight-line
+      code, whose plain autodiff was as fast at batch 256 and 10-15% faster
+      at 1024.
     """
-    # TODO: event-mode training runs ~6-7k samples/s at batch 256 on an idle
-    # 2-core CPU (goal ~28k for the reference run in 3 minutes). Profiles
-    # (jax.profiler with --xla_cpu_enable_xprof_traceme) show the backward
-    # of the one-scan schedule bound by per-kernel overhead and by residual
-    # slicing/copies (~30%). Tried and measured slower or no better at batch
-    # 256: unrolling, hoisting the first layer's currents out of the scan, a
-    # layer-by-layer (time-folded) scan, one wavefront scan over all layers
-    # with a block matmul, remat policies, two CPU devices, XLA fusion flags.
     event = rates_in is None
     if event:
         chex.assert_rank([ids, tags], 2)
@@ -254,11 +290,12 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
     else:
         chex.assert_rank(rates_in, 2)
         batch = rates_in.shape[0]
+    inputs = {"ids": ids, "tags": tags} if event else {"rates_in": rates_in}
     if batch <= _SMALL_BATCH:
-        return _layerwise_rates(prepared, config, ids=ids, tags=tags,
-                                rates_in=rates_in, num_timesteps=num_timesteps)
-    return _one_scan_rates(prepared, config, ids=ids, tags=tags,
-                           rates_in=rates_in, num_timesteps=num_timesteps)
+        return _layerwise_rates(config, num_timesteps, prepared, inputs)
+    if event:
+        return _one_scan_layerwise_grad(config, num_timesteps, prepared, inputs)
+    return _one_scan_rates(config, num_timesteps, prepared, inputs)
 
 
 def _rest_state(units: int, batch: int, config: LIFConfig) -> LIFState:
@@ -268,12 +305,13 @@ def _rest_state(units: int, batch: int, config: LIFConfig) -> LIFState:
                                         jnp.int32))
 
 
-def _first_layer_input(prepared: dict, ids, tags, rates_in) -> jax.Array:
+def _first_layer_input(prepared: dict, inputs: dict) -> jax.Array:
     """Event mode: ``[time, batch, units]`` currents; rate: ``[batch, units]``."""
-    inputs = prepared["input"]
-    if rates_in is None:
-        return name_tag_currents(inputs["name"], inputs["tag"], ids.T, tags.T)
-    return rates_in @ inputs["weight"] + inputs["bias"]
+    weights = prepared["input"]
+    if "rates_in" in inputs:
+        return inputs["rates_in"] @ weights["weight"] + weights["bias"]
+    return name_tag_currents(weights["name"], weights["tag_tables"],
+                             inputs["ids"].T, inputs["tags"].T)
 
 
 def rest_states(prepared: dict, config: LIFConfig, batch: int) -> list[LIFState]:
@@ -306,64 +344,44 @@ def step_layers(prepared: dict, config: LIFConfig, states: Sequence[LIFState],
     return new_states, trains
 
 
-def _layer_over_time(beta: jax.Array, theta: jax.Array, currents: jax.Array,
-                     config: LIFConfig, *, steps: int, keep_spikes: bool
-                     ) -> tuple[jax.Array, jax.Array | None]:
-    """One LIF layer over all steps: ``(spike counts, spikes or None)``.
-
-    ``currents`` is ``[time, batch, units]``, or ``[batch, units]`` held for
-    ``steps`` steps (rate mode). Spikes ``[time, batch, units]`` are stacked
-    only when ``keep_spikes`` (the next layer needs them).
-    """
-    held = currents.ndim == 2
-
-    def body(carry, step_current):
-        state, count = carry
-        state, spikes = lif_step_constants(
-            beta, theta, state, currents if held else step_current, config)
-        return (state, count + spikes), spikes if keep_spikes else None
-
-    batch, units = currents.shape[-2:]
-    start = (_rest_state(units, batch, config),
-             jnp.zeros((batch, units), jnp.float32))
-    (_, count), spikes = jax.lax.scan(body, start, None if held else currents,
-                                      length=steps)
-    return count, spikes
-
-
-def _layerwise_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
-                     num_timesteps: int) -> tuple[jax.Array, ...]:
-    """Spike rates, one layer at a time (the small-batch schedule)."""
-    currents = _first_layer_input(prepared, ids, tags, rates_in)
-    steps = num_timesteps if rates_in is not None else ids.shape[1]
-    layers = [None, *prepared["layers"]]
+def _layerwise_rates(config: LIFConfig, num_timesteps: int, prepared: dict,
+                     inputs: dict) -> tuple[jax.Array, ...]:
+    """Spike rates, one layer at a time; ``inputs`` holds ``ids`` and
+    ``tags``, or ``rates_in``."""
+    currents = _first_layer_input(prepared, inputs)
+    held = "rates_in" in inputs
+    steps = num_timesteps if held else inputs["ids"].shape[1]
+    last = len(prepared["beta"]) - 1
     rates, spikes = [], None
-    for index, (beta, theta, layer) in enumerate(zip(
-            prepared["beta"], prepared["theta"], layers, strict=True)):
-        if layer is not None:  # [time, batch, in] -> [time, batch, units]
+    for index, (beta, theta) in enumerate(zip(prepared["beta"], prepared["theta"],
+                                              strict=True)):
+        if index:  # [time, batch, in] -> [time, batch, units]
+            layer = prepared["layers"][index - 1]
             currents = spikes @ layer["weight"] + layer["bias"]
-        count, spikes = _layer_over_time(beta, theta, currents, config, steps=steps,
-                                         keep_spikes=index < len(layers) - 1)
-        rates.append(count / steps)
+        counts, spikes = lif_layer(beta, theta, currents, config,
+                                   steps=steps if held and not index else None,
+                                   keep_spikes=index < last)
+        rates.append(counts / steps)
     return tuple(rates)
 
 
-def _one_scan_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
-                    num_timesteps: int) -> tuple[jax.Array, ...]:
-    """Spike rates, every layer stepped in one scan (the large-batch schedule)."""
-    event = rates_in is None
+def _one_scan_rates(config: LIFConfig, num_timesteps: int, prepared: dict,
+                    inputs: dict) -> tuple[jax.Array, ...]:
+    """Spike rates, every layer stepped in one scan (the large-batch forward)."""
+    event = "rates_in" not in inputs
     if event:
         name_weights = prepared["input"]["name"]
-        tag_weights = prepared["input"]["tag"]
-        xs, steps, batch = (ids.T, tags.T), ids.shape[1], ids.shape[0]
+        tag_tables = prepared["input"]["tag_tables"]
+        xs = (inputs["ids"].T, inputs["tags"].T)
+        steps, batch = inputs["ids"].shape[1], inputs["ids"].shape[0]
     else:
-        constant = _first_layer_input(prepared, ids, tags, rates_in)
-        xs, steps, batch = None, num_timesteps, rates_in.shape[0]
+        constant = _first_layer_input(prepared, inputs)
+        xs, steps, batch = None, num_timesteps, inputs["rates_in"].shape[0]
 
     def body(carry, step_inputs):
         states, counts = carry
         if event:
-            current = name_tag_currents(name_weights, tag_weights, *step_inputs)
+            current = name_tag_currents(name_weights, tag_tables, *step_inputs)
         else:
             current = constant
         states, spikes = step_layers(prepared, config, states, current)
@@ -373,10 +391,27 @@ def _one_scan_rates(prepared: dict, config: LIFConfig, *, ids, tags, rates_in,
 
     states = rest_states(prepared, config, batch)
     zeros = [state.membrane for state in states]
-    unroll = steps if not event and steps <= _FULL_UNROLL_STEPS else 1
+    unroll = steps if not event and steps <= FULL_UNROLL_STEPS else 1
     (_, counts), _ = jax.lax.scan(body, (states, zeros), xs, length=steps,
                                   unroll=unroll)
     return tuple(count / steps for count in counts)
+
+
+# :func:`_one_scan_rates` forward, :func:`_layerwise_rates` differentiated.
+_one_scan_layerwise_grad = jax.custom_vjp(_one_scan_rates, nondiff_argnums=(0, 1))
+
+
+def _layerwise_forward(config, num_timesteps, prepared, inputs):
+    # jax.vjp's pullback is a pytree of the residuals, so it is the residual.
+    return jax.vjp(functools.partial(_layerwise_rates, config, num_timesteps),
+                   prepared, inputs)
+
+
+def _layerwise_backward(config, num_timesteps, pullback, rates_grads):
+    return pullback(rates_grads)
+
+
+_one_scan_layerwise_grad.defvjp(_layerwise_forward, _layerwise_backward)
 
 
 @dataclasses.dataclass(frozen=True)
