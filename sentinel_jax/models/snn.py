@@ -101,7 +101,10 @@ def tag_byte_tables(tag_weights: jax.Array) -> jax.Array:
     padded = jnp.zeros((8 * num_bytes, units), tag_weights.dtype).at[:tag].set(
         tag_weights)
     bits = unpack_tags(jnp.arange(256, dtype=jnp.uint32), 8)  # [256, 8]
-    return jnp.einsum("vb,kbu->kvu", bits, padded.reshape(num_bytes, 8, units))
+    # A batched matmul, so each table comes out row-major: an einsum's
+    # [bytes, units, 256] layout, transposed inside the gather's loop, made
+    # the gathers of a window 10x slower.
+    return bits @ padded.reshape(num_bytes, 8, units)
 
 
 def init_snn(key: jax.Array, *, encoding: str, input_dim: int,
@@ -169,10 +172,14 @@ def name_tag_currents(name_weights: jax.Array, tag_tables: jax.Array,
     Returns:
         ``float32 [..., units]``.
     """
-    currents = jnp.take(name_weights, ids, axis=0)
-    for index in range(tag_tables.shape[0]):
-        byte = ((tags >> (8 * index)) & 0xFF).astype(jnp.int32)
-        currents = currents + jnp.take(tag_tables[index], byte, axis=0)
+    # Unsigned indices: a signed one costs a wrap-around test for negative
+    # values, which XLA fuses into the gather's loop and redoes for every
+    # unit (with the wrong layouts, 10x slower; see tag_byte_tables). Ids
+    # past the table are clipped to its last row; a byte is always in range.
+    currents = name_weights.at[ids.astype(jnp.uint32)].get(mode="clip")
+    for index, table in enumerate(tag_tables):
+        byte = (tags >> (8 * index)) & 0xFF
+        currents = currents + table.at[byte].get(mode="promise_in_bounds")
     return currents
 
 
@@ -310,8 +317,11 @@ def _first_layer_input(prepared: dict, inputs: dict) -> jax.Array:
     weights = prepared["input"]
     if "rates_in" in inputs:
         return inputs["rates_in"] @ weights["weight"] + weights["bias"]
-    return name_tag_currents(weights["name"], weights["tag_tables"],
-                             inputs["ids"].T, inputs["tags"].T)
+    # Gathered batch-major and transposed once: indices transposed inside the
+    # gather's loop are recomputed for every unit.
+    currents = name_tag_currents(weights["name"], weights["tag_tables"],
+                                 inputs["ids"], inputs["tags"])
+    return jnp.transpose(currents, (1, 0, 2))  # [time, batch, units]
 
 
 def rest_states(prepared: dict, config: LIFConfig, batch: int) -> list[LIFState]:
