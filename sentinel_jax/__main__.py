@@ -6,12 +6,10 @@ import sys
 
 
 def main() -> int:
-    from sentinel_jax.allocator import retain_freed_memory
     from sentinel_jax.cli import setup_logging
     from sentinel_jax.menu import run_menu
 
     setup_logging()
-    retain_freed_memory()
     return run_menu()
 
 

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sentinel_jax.allocator import retain_freed_memory
 from sentinel_jax.data.adfa import default_adfa_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# As the experiment scripts do: jitted calls reuse their buffers' pages.
-retain_freed_memory()
 
 # Hypothesis: the same examples on every machine, no database left behind.
 try:

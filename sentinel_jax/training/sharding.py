@@ -43,11 +43,14 @@ def use_cpu_devices(count: int) -> int:
 
     JAX gives a CPU one device by default; as several devices, the training
     step (:func:`~sentinel_jax.training.steps.data_parallel_grad`) and
-    batched scoring split each batch over the cores. On the 2-core machine
-    this ran event-encoded training 1.8x and batch-1024 scoring 1.6x faster;
-    rate-encoded training at batch 256 ran slower (its steps are too short
-    to pay for the hand-over), so it stays opt-in: results equal one
-    device's only up to float rounding.
+    batched scoring split each batch over the cores, each core running its
+    own share of the scans over time. Measured on the 2-core machine
+    (``experiments/benchmark.py``, two runs each): the event-encoded forward
+    at batch 256 ran 2x faster (42-44k against 21k windows/s) and 1.2-1.4x at
+    batch 1024; training in the real loop was no faster in event encoding and
+    slower in rate encoding (whose steps are too short to pay for the hand-
+    over). So it stays opt-in; results equal one device's up to float
+    rounding.
 
     Must run before the first JAX operation of the process.
 
