@@ -2,20 +2,21 @@
 
 * ``event``: one step per event of the window. The first layer's current at
   step ``t`` is ``W_name[id_t] + sum of W_tag[b]`` over the tag bits ``b`` set
-  on the event: a row gather plus a ``[tag] x [units]`` product of the
-  unpacked bits, never a one-hot matmul over names. Padding (id 0, no tags)
-  gives exactly zero current.
+  on the event: row gathers (the tag rows summed per byte of the mask, see
+  below), never a one-hot matmul. Padding (id 0, no tags) gives exactly zero
+  current.
 * ``rate``: the reference design's mode; a feature vector (the hist) is a
   constant current ``x @ W + b`` held for ``num_timesteps`` steps.
 
 Two functions run the network, held to the same numbers and gradients by
 the tests. :func:`snn_rates` is what the models use; it returns spike rates
 only, on one of two schedules chosen by batch size (see
-:func:`prepared_snn_rates`), and always takes its gradient from the
-layer-by-layer schedule, whose LIF layers have a hand-written backward pass
-(:mod:`sentinel_jax.models.lif_layer`). :func:`snn_spikes` returns the full
-rasters for plots and is the reference the tests hold the others to: plain
-``lif_scan`` layers differentiated by autodiff.
+:func:`prepared_snn_rates`). In event encoding it always takes its gradient
+from the layer-by-layer schedule, whose LIF layers have a hand-written
+backward pass (:mod:`sentinel_jax.models.lif_layer`). :func:`snn_spikes`
+returns the full rasters for plots and is the reference the tests hold the
+others to: plain ``lif_scan`` layers differentiated by autodiff, tag
+currents as unpacked bits times the tag rows.
 
 Why two forward schedules: at large batches one scan over time stepping
 every layer keeps each step's working set (``[batch, units]`` per layer) in
@@ -26,21 +27,25 @@ step is a library call per step, so small batches run layer by layer (the
 hybrid's batch-1 forward 0.149 -> 0.064 ms, measured with
 ``experiments/benchmark.py --batches 1 --phases forward``).
 
-Why the gradient always comes from the layer-by-layer schedule: autodiff of
+Why the event gradient comes from the layer-by-layer schedule: autodiff of
 the one-scan schedule stacks a dozen residuals per step and runs a small
 matmul per step for each weight gradient; layer by layer, the weight
 gradients are single matmuls over ``time * batch`` rows and each LIF layer's
-backward is one short recurrence. Measured at batch 256 (event encoding, the
-spiking network alone, gradient of its rates): 44-51 ms by autodiff of the
-one scan, 39 ms this way, before the tag change below.
+backward is one short recurrence. With the tag tables below, the real
+training loop (``experiments/benchmark_training.py``, three interleaved runs
+on the 2-core CPU) went from 4,189-4,712 to 4,939-6,451 event windows/s.
+Rate encoding's few steps are unrolled into straight-line code, whose plain
+autodiff stays (the hand-written backward was no faster there).
 
 Tag currents are looked up, not multiplied: a tag mask's 32 bits are four
 bytes, and for each byte a table of 256 rows holds the summed tag rows of
 every value it can take (:func:`tag_byte_tables`, built once per call from
 the tag weights, or once at load for inference). An event's current is then
 five row gathers, where the unpacked bits times the ``[tag, units]`` weights
-cost ``2 * 32 * units`` FLOPs per event forward and as many again for the
-weight gradient, most of them on zero bits.
+cost ``2 * 32 * units`` FLOPs per event and as many again for the weight
+gradient, most of them on zero bits. For a batch of 256 windows, currents
+and their weight gradients took 1.6 + 8.4 ms as bits times rows and 0.5 +
+1.9 ms looked up.
 """
 
 from __future__ import annotations
@@ -275,8 +280,8 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
                        num_timesteps: int = 10) -> tuple[jax.Array, ...]:
     """:func:`snn_rates` on parameters from :func:`prepare_snn`.
 
-    Two forward schedules of the same arithmetic, chosen by batch size, and
-    one gradient (the module docstring gives the measurements):
+    Two forward schedules of the same arithmetic, chosen by batch size (the
+    module docstring gives the measurements):
 
     * up to ``_SMALL_BATCH`` windows (live scoring, batch-1 latency): layer
       by layer, each layer one LIF scan (:func:`~sentinel_jax.models.
@@ -290,6 +295,13 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
       code, whose plain autodiff was as fast at batch 256 and 10-15% faster
       at 1024.
     """
+    # TODO: event-mode training runs 5-7k windows/s in the real loop on the
+    # 2-core AVX2 CPU (matmul peak 145-175 GFLOP/s), against the ~28k/s that
+    # a 3-minute reference run needs; at ~4.9 MFLOP per window and step that
+    # is ~85% of this CPU's peak. What is left per step is mostly XLA:CPU's
+    # per-iteration cost: 6 scans x 64 iterations of small elementwise
+    # kernels (measured with jax.profiler and
+    # --xla_cpu_enable_xprof_traceme). Unrolling them ran 1.3-3x slower.
     event = rates_in is None
     if event:
         chex.assert_rank([ids, tags], 2)
