@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import subprocess
 import sys
@@ -242,12 +243,21 @@ def strace_run(tmp_path: Path, command: list[str], *options: str,
     return log
 
 
+# After an optional pid, time stamp and call number (-n): a signal (---
+# SIGCHLD ... ---), an exit (+++ exited with 0 +++) or the second half of an
+# interrupted call.
+_NOT_A_CALL = re.compile(r"^(?:\[pid\s+\d+\]\s*|\d+\s+)?(?:[\d.:]+\s+)?"
+                         r"(?:\[\s*\d+\]\s*)?"
+                         r"(?:--- |\+\+\+ |<\.\.\. \w+ resumed>)")
+
+
 def expected_calls(log: Path) -> int:
     """Calls by an independent count: lines minus signals, exits and the
-    second half of each unfinished/resumed pair."""
+    second half of each unfinished/resumed pair (matched at the start of the
+    line: a call's data, a listing of ``-rw-r-----`` files say, may hold the
+    same characters)."""
     lines = log.read_text().splitlines()
-    return sum(1 for line in lines if "+++" not in line and "--- " not in line
-               and "resumed>" not in line and line.strip())
+    return sum(1 for line in lines if line.strip() and not _NOT_A_CALL.match(line))
 
 
 @needs_strace
