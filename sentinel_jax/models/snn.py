@@ -296,7 +296,7 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
       at 1024.
     """
     # TODO: event-mode training runs 5-7k windows/s in the real loop on the
-    # 2-core AVX2 CPU (matmul peak 145-175 GFLOP/s), against the ~28k/s that
+    # 2-core AVX2 CPU (matmul peak 83-178 GFLOP/s), against the ~28k/s that
     # a 3-minute reference run needs; at ~4.9 MFLOP per window and step that
     # is ~85% of this CPU's peak. What is left per step is mostly XLA:CPU's
     # per-iteration cost: 6 scans x 64 iterations of small elementwise
