@@ -191,9 +191,9 @@ def bench_model(spec: HybridSpec, model: str, phase: str, batch: int, repeats: i
         "samples_per_s": samples_per_s, "p50_ms": 1e3 * p50,
         "p99_ms": 1e3 * float(np.percentile(seconds, 99)),
         "flops_per_sample": hand,
-        # XLA's count is of one device's share of the batch.
-        "xla_flops_per_sample": xla_flops(compiled) * mesh.devices.size / batch
-        / (steps_per_call if phase == "train" else 1),
+        # XLA's count is of one device's share of the batch, and counts a
+        # scan's body once: a call of 8 train steps counts as one step.
+        "xla_flops_per_sample": xla_flops(compiled) * mesh.devices.size / batch,
         "peak_fraction": hand * samples_per_s / (peak_gflops * 1e9),
         "compile_s": compile_s, "repeats": repeats,
         "devices": int(mesh.devices.size),

@@ -23,5 +23,9 @@ def test_model_benchmark_writes_per_step_rows(repo_root, tmp_path):
         assert row["samples_per_s"] == batch / (row["p50_ms"] / 1e3)
         assert row["p99_ms"] >= row["p50_ms"] > 0
         assert 0 < row["peak_fraction"] < 1
+        ratio = row["xla_flops_per_sample"] / row["flops_per_sample"]
         if phase == "forward":  # the hand count agrees with XLA's
-            assert 0.5 < row["xla_flops_per_sample"] / row["flops_per_sample"] < 2
+            assert 0.5 < ratio < 2
+        else:  # one step's count (XLA counts the scan over 8 steps once), with
+            # the per-batch work (optimiser, tag tables) of 4 windows on top
+            assert 1 < ratio < 6

@@ -95,21 +95,38 @@ def lif_constants(params: dict) -> tuple[jax.Array, jax.Array]:
             jax.nn.softplus(params["threshold_raw"]))
 
 
-def init_lif_state(batch: int, units: int) -> LIFState:
-    """All neurons at rest: ``v = 0``, not refractory."""
-    return LIFState(jnp.zeros((batch, units), jnp.float32),
-                    jnp.zeros((batch, units), jnp.int32))
+def init_lif_state(batch: int, units: int,
+                   config: LIFConfig | None = None) -> LIFState:
+    """All neurons at rest: ``v = 0``, not refractory.
+
+    With a ``config`` of no refractory period the counters are one scalar
+    (a scan then carries nothing per neuron for them).
+    """
+    membrane = jnp.zeros((batch, units), jnp.float32)
+    counters = membrane.shape if config is None or config.refractory else ()
+    return LIFState(membrane, jnp.zeros(counters, jnp.int32))
 
 
 def lif_step_constants(beta: jax.Array, theta: jax.Array, state: LIFState,
                        current: jax.Array, config: LIFConfig
                        ) -> tuple[LIFState, jax.Array]:
     """:func:`lif_step` with ``beta`` and ``theta`` already computed."""
+    state, spikes, _ = lif_step_with_membrane(beta, theta, state, current, config)
+    return state, spikes
+
+
+def lif_step_with_membrane(beta: jax.Array, theta: jax.Array, state: LIFState,
+                           current: jax.Array, config: LIFConfig
+                           ) -> tuple[LIFState, jax.Array, jax.Array]:
+    """:func:`lif_step_constants`, also returning the membrane before the
+    spike test (``[batch, units]``), which a hand-written backward pass
+    needs (:mod:`sentinel_jax.models.lif_layer`)."""
     spike = make_spike_fn(config.surrogate, config.surrogate_slope)
     membrane = beta * state.membrane + current
     if config.refractory:
         resting = state.refractory_left > 0
         membrane = jnp.where(resting, state.membrane, membrane)
+    tested = membrane
     spikes = spike(membrane - theta)
     if config.refractory:
         spikes = jnp.where(resting, 0.0, spikes)
@@ -122,7 +139,7 @@ def lif_step_constants(beta: jax.Array, theta: jax.Array, state: LIFState,
     if config.refractory:
         refractory_left = jnp.where(spikes > 0, config.refractory,
                                     jnp.maximum(refractory_left - 1, 0))
-    return LIFState(membrane, refractory_left), spikes
+    return LIFState(membrane, refractory_left), spikes, tested
 
 
 def lif_step(params: dict, state: LIFState, current: jax.Array,

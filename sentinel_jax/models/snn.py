@@ -65,6 +65,7 @@ from sentinel_jax.models.lif import (
     LIFConfig,
     LIFState,
     init_lif,
+    init_lif_state,
     lif_constants,
     lif_scan,
     lif_step_constants,
@@ -317,13 +318,6 @@ def prepared_snn_rates(prepared: dict, config: LIFConfig, *,
     return _one_scan_rates(config, num_timesteps, prepared, inputs)
 
 
-def _rest_state(units: int, batch: int, config: LIFConfig) -> LIFState:
-    """Neurons at rest; refractory counters are carried only when used."""
-    membrane = jnp.zeros((batch, units), jnp.float32)
-    return LIFState(membrane, jnp.zeros(membrane.shape if config.refractory else (),
-                                        jnp.int32))
-
-
 def _first_layer_input(prepared: dict, inputs: dict) -> jax.Array:
     """Event mode: ``[time, batch, units]`` currents; rate: ``[batch, units]``."""
     weights = prepared["input"]
@@ -338,7 +332,7 @@ def _first_layer_input(prepared: dict, inputs: dict) -> jax.Array:
 
 def rest_states(prepared: dict, config: LIFConfig, batch: int) -> list[LIFState]:
     """Every layer of a prepared network at rest, ``[batch, units]`` each."""
-    return [_rest_state(beta.shape[0], batch, config) for beta in prepared["beta"]]
+    return [init_lif_state(batch, beta.shape[0], config) for beta in prepared["beta"]]
 
 
 def step_layers(prepared: dict, config: LIFConfig, states: Sequence[LIFState],

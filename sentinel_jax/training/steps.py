@@ -113,8 +113,9 @@ def data_parallel_grad(spec: HybridSpec, weights: LossWeights, mesh: Mesh):
 
     Why not let XLA partition the plain step: on the CPU its partitioned
     backward scan ran slower on two devices than on one (2,840 against 4,680
-    event windows/s at batch 256, both timed in one script), while this
-    explicit schedule ran 8,180. Each device
+    event windows/s at batch 256, with the earlier one-scan gradient, both
+    timed in one one-off script), while this explicit schedule ran 8,180.
+    Each device
 
     1. runs the model forward on its own rows and keeps the pullback
        (``jax.vjp``): the expensive part, with no communication;
