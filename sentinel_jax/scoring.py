@@ -19,6 +19,8 @@ say which events of a window drove its score.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +38,15 @@ from sentinel_jax.models.hybrid import HybridSpec, prepare_hybrid, prepared_logi
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUCKETS = (1, 8, 64, 512)
-# (spec, batch) -> executable. Parameters are arguments, not constants, so
-# every run of one architecture shares its executables within a process.
-_EXECUTABLES: dict[tuple[HybridSpec, int], Any] = {}
+# Buckets up to this many windows are compiled with the parameters baked in
+# as constants. At batch 1 handing over the prepared parameters (24 arrays)
+# cost about 40 us of a 0.1 ms call; larger batches take them as arguments.
+BAKED_MAX_BATCH = 8
+# (spec, batch) -> executable taking the parameters; (spec, batch, digest of
+# the parameters) -> executable with them baked in. Either way every run of
+# one architecture (and every engine of one run) shares its executables
+# within a process.
+_EXECUTABLES: dict[tuple, Any] = {}
 
 
 class WindowScorer(Protocol):
@@ -93,23 +101,13 @@ class NetworkScorer:
         self.prepared = jax.jit(prepare_hybrid, static_argnums=1)(params, spec)
         self.buckets = tuple(buckets)
 
-        def window_scores(prepared, ids, tags, hist):
-            logits = prepared_logits(prepared, spec, ids, tags, hist)
-            return logits[:, 1] - logits[:, 0]
-
-        jitted = jax.jit(window_scores)
         began = time.perf_counter()
         self._executables = {}
         self.compilations = 0
         for size in self.buckets:
-            key = (spec, size)
-            if key not in _EXECUTABLES:
-                shapes = (jax.ShapeDtypeStruct((size, spec.time), jnp.int32),
-                          jax.ShapeDtypeStruct((size, spec.time), jnp.uint32),
-                          jax.ShapeDtypeStruct((size, spec.channels), jnp.float32))
-                _EXECUTABLES[key] = jitted.lower(self.prepared, *shapes).compile()
-                self.compilations += 1
-            self._executables[size] = _EXECUTABLES[key]
+            self._executables[size], compiled = compile_window_scores(
+                self.prepared, spec, size, baked=size <= BAKED_MAX_BATCH)
+            self.compilations += compiled
         self.compile_seconds = time.perf_counter() - began
         logger.info("compiled the network for batches %s in %.1fs",
                     self.buckets, self.compile_seconds)
@@ -147,8 +145,7 @@ class NetworkScorer:
             chunk = [_pad_rows(np.asarray(array[begin:end], dtype), size)
                      for array, dtype in ((ids, np.int32), (tags, np.uint32),
                                           (hist, np.float32))]
-            pending.append((begin, end, self._executables[size](self.prepared,
-                                                                 *chunk)))
+            pending.append((begin, end, self._executables[size](*chunk)))
 
         def collect() -> np.ndarray:
             scores = np.empty(total, np.float32)
@@ -157,6 +154,52 @@ class NetworkScorer:
             return scores
 
         return collect
+
+
+def compile_window_scores(prepared: Any, spec: HybridSpec, batch: int, *,
+                          baked: bool) -> tuple[Callable[..., jax.Array], bool]:
+    """The hybrid's window scores, compiled ahead of time for one batch size.
+
+    Args:
+        prepared: from :func:`~sentinel_jax.models.hybrid.prepare_hybrid`.
+        spec: the hybrid's static description.
+        batch: windows per call.
+        baked: compile the parameters in as constants (fastest for small
+            batches) instead of passing them on every call.
+
+    Returns:
+        ``(scores, compiled)``: ``scores(ids, tags, hist)`` gives
+        ``float32 [batch]`` from ``int32 [batch, time]``, ``uint32 [batch,
+        time]`` and ``float32 [batch, channels]``; ``compiled`` is False when
+        an executable of this process was reused.
+    """
+    def window_scores(prepared, ids, tags, hist):
+        logits = prepared_logits(prepared, spec, ids, tags, hist)
+        return logits[:, 1] - logits[:, 0]
+
+    shapes = (jax.ShapeDtypeStruct((batch, spec.time), jnp.int32),
+              jax.ShapeDtypeStruct((batch, spec.time), jnp.uint32),
+              jax.ShapeDtypeStruct((batch, spec.channels), jnp.float32))
+    key = (spec, batch, _digest(prepared)) if baked else (spec, batch)
+    compiled = key not in _EXECUTABLES
+    if compiled:
+        if baked:
+            lowered = jax.jit(functools.partial(window_scores, prepared)).lower(*shapes)
+        else:
+            lowered = jax.jit(window_scores).lower(prepared, *shapes)
+        _EXECUTABLES[key] = lowered.compile()
+    executable = _EXECUTABLES[key]
+    return (executable if baked else functools.partial(executable, prepared)), compiled
+
+
+def _digest(tree: Any) -> str:
+    """A digest of a pytree's array values, shapes and dtypes."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        array = np.asarray(leaf)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:

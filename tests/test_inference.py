@@ -21,7 +21,7 @@ from sentinel_jax.data.traces import Event, Trace, window_starts
 from sentinel_jax.errors import InputError
 from sentinel_jax.inference import InferenceEngine
 from sentinel_jax.inference_result import DetectionResult
-from sentinel_jax.scoring import occlusion_windows
+from sentinel_jax.scoring import compile_window_scores, occlusion_windows
 from sentinel_jax.symbolic.equation import Equation
 from sentinel_jax.symbolic.simplify import SYMPY_PROTECTED
 
@@ -111,6 +111,30 @@ def test_nothing_compiles_after_load(tiny_engine, compile_events):
     tiny_engine.detect_batch([_sequence(n, seed=n) for n in range(1, 60)])
     tiny_engine.detect([0, 1, 2, 3], arch="i386")
     assert compile_events == []
+
+
+def test_baked_parameters_score_as_passed_ones_and_never_go_stale(tiny_engine):
+    scorer = tiny_engine.scorer
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, len(tiny_engine.vocabulary), (8, scorer.spec.time),
+                       dtype=np.int32)
+    tags = np.zeros_like(ids, dtype=np.uint32)
+    hist = rng.dirichlet(np.ones(scorer.spec.channels), 8).astype(np.float32)
+    baked, _ = compile_window_scores(scorer.prepared, scorer.spec, 8, baked=True)
+    passed, _ = compile_window_scores(scorer.prepared, scorer.spec, 8, baked=False)
+    np.testing.assert_allclose(baked(ids, tags, hist), passed(ids, tags, hist),
+                               rtol=1e-5, atol=1e-5)
+    # The engine's own bucket of 8 is that same baked executable, reused.
+    _, compiled = compile_window_scores(scorer.prepared, scorer.spec, 8, baked=True)
+    assert not compiled
+    # Other parameters of the same architecture compile their own constants.
+    shifted = jax.tree.map(lambda leaf: leaf * 1.5, scorer.prepared)
+    other, compiled = compile_window_scores(shifted, scorer.spec, 8, baked=True)
+    assert compiled
+    other_passed, _ = compile_window_scores(shifted, scorer.spec, 8, baked=False)
+    np.testing.assert_allclose(other(ids, tags, hist), other_passed(ids, tags, hist),
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(other(ids, tags, hist), baked(ids, tags, hist))
 
 
 def test_attribution_is_the_score_lost_by_deleting_the_event(tiny_engine):

@@ -40,15 +40,12 @@ import jax.numpy as jnp
 from sentinel_jax.models.lif import LIFConfig, init_lif_state, lif_step_with_membrane
 from sentinel_jax.models.surrogate import SURROGATE_GRADS
 
-# Scans up to this many steps (rate encoding) are unrolled in full: straight-
-# line code trained 1.6-1.8x faster at batch 256-1024 than a loop on the
-# 2-core CPU (and forwards 1.6x faster at 1024). Event windows (64 steps)
-# lose when unrolled: forward 5-8x slower, compiles 10-20 s.
-FULL_UNROLL_STEPS = 16
-
-
-def _unroll(length: int) -> int:
-    return length if length <= FULL_UNROLL_STEPS else 1
+# lif_layer runs where batches are small (live scoring, batch 1), and there
+# its scans are loops even for rate encoding's 10 steps: unrolled, the stacked
+# spikes became one kernel per step, which XLA:CPU ran as separate tasks on
+# its thread pool; at batch 1 a 10-step layer with spikes took 0.11 ms
+# unrolled and 0.037 ms as a loop (0.15 and 0.039 ms at batch 8; loops were
+# no slower up to batch 1024 either).
 
 
 def lif_layer(beta: jax.Array, theta: jax.Array, currents: jax.Array,
@@ -104,8 +101,7 @@ def _forward_scan(config: LIFConfig, steps: int | None, beta: jax.Array,
              jnp.zeros(batch_units, jnp.float32))
     length = steps if held else currents.shape[0]
     (_, counts), stacked = jax.lax.scan(
-        body, start, None if held else currents, length=length,
-        unroll=_unroll(length))
+        body, start, None if held else currents, length=length)
     return counts, stacked
 
 
@@ -165,7 +161,7 @@ def _lif_layer_bwd(config, steps, keep_spikes, residuals, output_grads):
              zeros, zeros,
              zeros if held else jnp.zeros((), jnp.float32))
     (_, _, beta_sum, theta_sum, input_sum), input_grads = jax.lax.scan(
-        body, start, xs, reverse=True, unroll=_unroll(spikes.shape[0]))
+        body, start, xs, reverse=True)
     return (beta_sum.sum(0), theta_sum.sum(0), input_sum if held else input_grads)
 
 
