@@ -20,7 +20,6 @@ say which events of a window drove its score.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ import numpy as np
 from sentinel_jax.data.encode import histogram
 from sentinel_jax.data.syscalls import PAD_ID
 from sentinel_jax.models.hybrid import HybridSpec, prepare_hybrid, prepared_logits
+from sentinel_jax.training.checkpoint import tree_digest
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def compile_window_scores(prepared: Any, spec: HybridSpec, batch: int, *,
     shapes = (jax.ShapeDtypeStruct((batch, spec.time), jnp.int32),
               jax.ShapeDtypeStruct((batch, spec.time), jnp.uint32),
               jax.ShapeDtypeStruct((batch, spec.channels), jnp.float32))
-    key = (spec, batch, _digest(prepared)) if baked else (spec, batch)
+    key = (spec, batch, tree_digest(prepared)) if baked else (spec, batch)
     compiled = key not in _EXECUTABLES
     if compiled:
         if baked:
@@ -190,16 +190,6 @@ def compile_window_scores(prepared: Any, spec: HybridSpec, batch: int, *,
         _EXECUTABLES[key] = lowered.compile()
     executable = _EXECUTABLES[key]
     return (executable if baked else functools.partial(executable, prepared)), compiled
-
-
-def _digest(tree: Any) -> str:
-    """A digest of a pytree's array values, shapes and dtypes."""
-    digest = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(tree):
-        array = np.asarray(leaf)
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
 
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
