@@ -6,14 +6,16 @@ rows to ``DIR/benchmark.json``:
 samples_per_s, p50_ms, p99_ms, flops_per_sample, peak_fraction, compile_s,
 ...}]}``.
 
-``forward`` times the inference path: :func:`sentinel_jax.models.prepared_logits`
-on parameters prepared once (:func:`~sentinel_jax.models.prepare_hybrid`), as
-``InferenceEngine`` loads them; ``train`` times the training loop's jitted
-step, several steps per call as the loop runs them (``--steps-per-call``,
-default 8; the loop runs 32): a call of one step also pays for its fresh
-buffers' page faults, which on the 2-core CPU made an event-encoded step at
-batch 256 look about 1.7x slower than it is in the loop. Its figures are per
-step (a call's time divided by its steps).
+``forward`` times the inference path:
+:func:`sentinel_jax.models.prepared_logits` on parameters prepared once
+(:func:`~sentinel_jax.models.prepare_hybrid`), as ``InferenceEngine`` loads
+them (batches of up to ``BAKED_MAX_BATCH`` with the parameters compiled in, as
+its small buckets are); ``train`` times the training loop's jitted step,
+several steps per call as the loop runs them (``--steps-per-call``, default 8;
+the loop runs 32): a call of one step also pays for its fresh buffers' page
+faults, which on the 2-core CPU made an event-encoded step at batch 256 look
+about 1.7x slower than it is in the loop. Its figures are per step (a call's
+time divided by its steps).
 
 ``peak_gflops`` is this machine's float32 matmul rate, measured in the same
 run (a square jitted matmul). ``peak_fraction`` divides the FLOPs a model
