@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 
-from sentinel_jax.monitor import integrity_scan
+from sentinel_jax.monitor import integrity_scan, integrity_workers
 from sentinel_jax.monitor.integrity import IntegrityValidator
 from sentinel_jax.monitor.integrity_scan import ScanOptions, scan_paths
 from sentinel_jax.monitor.integrity_store import read_baseline
@@ -97,6 +98,23 @@ def test_no_worker_while_every_cpu_is_busy(monkeypatch):
     assert forks == []
     scan._start_workers([1, 1, cpus + 3])  # only this scan was runnable
     assert forks == ([1] if cpus > 1 else [])
+
+
+def test_fork_waits_for_a_joined_thread_to_leave_the_task_list(monkeypatch):
+    # The kernel still lists a thread Python has joined for the first reads
+    # (and this test's process runs no other Python thread).
+    monkeypatch.setattr(integrity_workers.threading, "active_count", lambda: 1)
+    listings = iter([["1", "2"], ["1", "2"], ["1"]])
+    monkeypatch.setattr(integrity_workers.os, "listdir", lambda path: next(listings))
+    assert integrity_workers.fork_is_safe()
+    # A thread that stays listed past the wait makes forking unsafe.
+    monkeypatch.setattr(integrity_workers.os, "listdir", lambda path: ["1", "2"])
+    assert not integrity_workers.fork_is_safe(settle_s=0.01)
+    # So does a thread Python still runs, without waiting for it.
+    monkeypatch.setattr(integrity_workers.threading, "active_count", lambda: 2)
+    began = time.monotonic()
+    assert not integrity_workers.fork_is_safe(settle_s=5.0)
+    assert time.monotonic() - began < 1.0
 
 
 def test_baseline_written_while_scanning_matches_the_scan(tmp_path):

@@ -40,12 +40,12 @@ import jax.numpy as jnp
 from sentinel_jax.models.lif import LIFConfig, init_lif_state, lif_step_with_membrane
 from sentinel_jax.models.surrogate import SURROGATE_GRADS
 
-# lif_layer runs where batches are small (live scoring, batch 1), and there
-# its scans are loops even for rate encoding's 10 steps: unrolled, the stacked
-# spikes became one kernel per step, which XLA:CPU ran as separate tasks on
-# its thread pool; at batch 1 a 10-step layer with spikes took 0.11 ms
-# unrolled and 0.037 ms as a loop (0.15 and 0.039 ms at batch 8; from batch
-# 256 to 1024 the two were within 10-20% of each other, either way round).
+# The scans are loops, never unrolled. Event windows (64 steps) lose when
+# unrolled. Rate encoding's 10 steps reach lif_layer only at small batches
+# (live scoring), and there unrolling made the stacked spikes one kernel per
+# step, which XLA:CPU ran as separate tasks on its thread pool: a 10-step
+# layer with spikes took 0.11 ms unrolled and 0.037 ms as a loop at batch 1,
+# 0.15 and 0.039 ms at batch 8 (one-off timings of the layer alone).
 
 
 def lif_layer(beta: jax.Array, theta: jax.Array, currents: jax.Array,

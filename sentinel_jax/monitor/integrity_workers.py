@@ -25,6 +25,8 @@ import pickle
 import select
 import signal
 import struct
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -42,12 +44,26 @@ _PIPE_BYTES = 1 << 20
 _new_entry = tuple.__new__
 
 
-def fork_is_safe() -> bool:
-    """Whether this process runs a single thread, so forking it is safe."""
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
+def fork_is_safe(settle_s: float = 0.05) -> bool:
+    """Whether this process runs a single thread, so forking it is safe.
+
+    A thread that was just joined (a scan's hashing pool, shut down) can stay
+    listed in ``/proc/self/task`` for a moment while it exits: 2 times in
+    2,000 pool shutdowns on the 2-core CPU, enough to make a later scan skip
+    its workers now and then. When Python itself runs no other thread, the
+    listing is read again for up to ``settle_s`` seconds.
+    """
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            tasks = len(os.listdir("/proc/self/task"))
+        except OSError:
+            return False
+        if tasks == 1:
+            return True
+        if threading.active_count() > 1 or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
 
 
 def runnable_tasks() -> int | None:
